@@ -1,0 +1,7 @@
+"""`python -m mdp_trt` runs the CLI."""
+
+import sys
+
+from mdp_trt.cli import main
+
+sys.exit(main())

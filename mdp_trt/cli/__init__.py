@@ -1,0 +1,65 @@
+"""The `mdp-trt` command line: a thin layer that wires the stages and prints.
+
+Each command lives in its own module and registers itself on `app`; this module only imports them
+and turns `MdpError` into a one-line message and its exit code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from mdp_trt.cli.app import app, console_err
+from mdp_trt.errors import MdpError
+
+_COMMAND_MODULES = (
+    "zoo",
+    "analyze",
+    "prune",
+    "solve",
+    "db",
+    "profile",
+    "bench",
+    "predict",
+    "build",
+    "compile",
+    "doctor",
+)
+
+
+def _register_commands() -> None:
+    for name in _COMMAND_MODULES:
+        try:
+            importlib.import_module(f"mdp_trt.cli.{name}_cmd")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"mdp_trt.cli.{name}_cmd":
+                raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    _register_commands()
+    try:
+        app(args=argv, standalone_mode=False)
+    except MdpError as exc:
+        console_err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except SystemExit as exc:  # typer/click exits (e.g. --help) carry their code
+        return int(exc.code or 0)
+    except KeyboardInterrupt:
+        console_err.print("[yellow]interrupted[/]")
+        return 130
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return 2
+        if isinstance(exc, click.exceptions.Abort):
+            return 130
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""Errors that reach the user as one line and an exit code, never as a traceback."""
+
+from __future__ import annotations
+
+
+class MdpError(Exception):
+    """A problem the user can fix; the CLI prints the message and exits with `exit_code`."""
+
+    exit_code = 2
+
+
+class InputError(MdpError):
+    """Bad input: unreadable model, invalid plan, unknown option value (exit code 2)."""
+
+
+class BudgetError(MdpError):
+    """The latency budget is below the smallest latency the model can reach (exit code 3)."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, min_latency_ms: float | None = None) -> None:
+        super().__init__(message)
+        self.min_latency_ms = min_latency_ms
+
+
+class BackendUnavailable(MdpError):
+    """A requested backend (TensorRT, a GPU, a solver) is not installed here; says what is missing."""

@@ -1,0 +1,74 @@
+"""`analyze`: from an ONNX model to its Structure (groups, layers, blocks)."""
+
+from __future__ import annotations
+
+import copy
+
+import onnx
+
+from mdp_trt.graph.blocks import find_blocks
+from mdp_trt.graph.channels import propagate
+from mdp_trt.graph.groups import build_groups
+from mdp_trt.graph.layers import build_layers
+from mdp_trt.graph.load import check_supported
+from mdp_trt.graph.structure import Block, Structure
+from mdp_trt.graph.view import GraphView, ensure_node_names
+
+
+def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of the model with unique node names: the form analysis and surgery both work on."""
+    model = copy.deepcopy(model)
+    ensure_node_names(model)
+    return model
+
+
+def analyze(model: onnx.ModelProto) -> Structure:
+    """Find channel groups, weighted layers and removable residual blocks.
+
+    Node names in the result are the model's own; nameless or duplicate-named nodes get deterministic
+    names (`prepare`), so ids are stable for one model file.
+    """
+    check_supported(model)
+    view = GraphView(prepare(model))
+    prop = propagate(view)
+    node_order = {n.name: i for i, n in enumerate(view.nodes)}
+    weighted_names = {use.node.name for use in prop.weighted}
+    index = build_groups(prop, node_order, weighted_names)
+
+    raw_blocks = find_blocks(view)
+    group_of = {g_index: g.id for g_index, g in enumerate(index.groups)}
+    blocks: list[Block] = []
+    for b_index, (add, x, branch, nodes) in enumerate(raw_blocks):
+        stream = index.tensors.get(x)
+        stream_groups = {group_of[g] for g in stream.group.tolist()} if stream is not None else set()
+        blocks.append(Block(
+            id=f"b{b_index}",
+            add=add.name,
+            input=x,
+            branch_output=branch,
+            nodes=tuple(nodes),
+            group=stream_groups.pop() if len(stream_groups) == 1 else None,
+        ))
+    blocks = _with_parents(blocks)
+    block_of = _innermost_block(blocks)
+    layers = build_layers(view, prop.weighted, index, block_of)
+    return Structure(tuple(index.groups), tuple(layers), tuple(blocks), dict(index.tensors))
+
+
+def _with_parents(blocks: list[Block]) -> list[Block]:
+    """Set each block's parent: the smallest other block whose branch holds its Add node."""
+    result = []
+    for block in blocks:
+        holders = [b for b in blocks if b.id != block.id and block.add in b.nodes]
+        parent = min(holders, key=lambda b: len(b.nodes)).id if holders else None
+        result.append(Block(block.id, block.add, block.input, block.branch_output, block.nodes,
+                            block.group, parent))
+    return result
+
+
+def _innermost_block(blocks: list[Block]) -> dict[str, str]:
+    block_of: dict[str, str] = {}
+    for block in sorted(blocks, key=lambda b: -len(b.nodes)):
+        for name in block.nodes:
+            block_of[name] = block.id
+    return block_of

@@ -1,0 +1,100 @@
+"""Layer records for weighted ops: channel groups on each side, shapes, attributes, fused epilogue."""
+
+from __future__ import annotations
+
+import onnx
+
+from mdp_trt.graph.channels import WeightedUse
+from mdp_trt.graph.groups import GroupIndex
+from mdp_trt.graph.structure import EpilogueOp, Layer, Segment, TensorChannels
+from mdp_trt.graph.view import GraphView, attributes
+
+# Ops a backend fuses into the weighted op before them (TensorRT and ONNX Runtime both fuse
+# Conv+BN+activation); the walk stops after the first activation.
+FUSED_NORMS = frozenset({"BatchNormalization"})
+FUSED_ACTIVATIONS = frozenset({
+    "Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu",
+    "Softplus", "Gelu", "PRelu",
+})
+
+
+def build_layers(view: GraphView, uses: list[WeightedUse], index: GroupIndex,
+                 block_of: dict[str, str]) -> list[Layer]:
+    layers = []
+    for use in uses:
+        node = use.node
+        weight = view.constant(node.input[1])
+        assert weight is not None  # propagation only records weighted uses with constant weights
+        tc_in, tc_out = index.tensors[use.input], index.tensors[use.output]
+        in_segments, out_segments = _segments(tc_in, index), _segments(tc_out, index)
+        attrs = attributes(node)
+        if node.op_type in ("Conv", "ConvTranspose") and "kernel_shape" not in attrs:
+            attrs["kernel_shape"] = [int(d) for d in weight.shape[2:]]
+        layers.append(Layer(
+            name=node.name,
+            op=node.op_type,
+            in_group=in_segments[0].group if len(in_segments) == 1 else None,
+            out_group=out_segments[0].group if len(out_segments) == 1 else None,
+            in_channels=len(tc_in.group),
+            out_channels=len(tc_out.group),
+            in_segments=in_segments,
+            out_segments=out_segments,
+            in_repeat=tc_in.repeat,
+            input_shape=_concrete(view.shape(use.input)),
+            output_shape=_concrete(view.shape(use.output)),
+            weight_shape=tuple(int(d) for d in weight.shape),
+            has_bias=len(node.input) > 2 and bool(node.input[2]),
+            attrs=attrs,
+            epilogue=tuple(_epilogue(view, node)),
+            block=block_of.get(node.name),
+            depthwise=use.depthwise,
+            dtype=onnx.helper.tensor_dtype_to_np_dtype(view.initializers[node.input[1]].data_type).name
+            if node.input[1] in view.initializers else str(weight.dtype),
+        ))
+    return layers
+
+
+def _segments(tc: TensorChannels, index: GroupIndex) -> tuple[Segment, ...]:
+    segments: list[Segment] = []
+    for g in tc.group.tolist():
+        gid = index.groups[g].id
+        if segments and segments[-1].group == gid:
+            segments[-1] = Segment(gid, segments[-1].size + 1)
+        else:
+            segments.append(Segment(gid, 1))
+    merged: dict[str, int] = {}
+    for seg in segments:
+        merged[seg.group] = merged.get(seg.group, 0) + seg.size
+    if len(merged) == 1:  # one group, possibly permuted: count it once
+        return (Segment(segments[0].group, merged[segments[0].group]),)
+    return tuple(segments)
+
+
+def _epilogue(view: GraphView, node: onnx.NodeProto) -> list[EpilogueOp]:
+    ops: list[EpilogueOp] = []
+    tensor = node.output[0]
+    while tensor not in view.graph_outputs:
+        readers = view.consumers.get(tensor, [])
+        if len(readers) != 1:
+            break
+        nxt = readers[0]
+        if nxt.op_type in FUSED_NORMS and not ops:
+            ops.append(EpilogueOp(nxt.name, nxt.op_type, attributes(nxt)))
+        elif nxt.op_type in FUSED_ACTIVATIONS:
+            attrs = attributes(nxt)
+            if nxt.op_type == "Clip" and len(nxt.input) > 1:
+                for key, slot in (("min", 1), ("max", 2)):
+                    if len(nxt.input) > slot and nxt.input[slot]:
+                        value = view.constant(nxt.input[slot])
+                        if value is not None and value.size == 1:
+                            attrs[key] = float(value.reshape(-1)[0])
+            ops.append(EpilogueOp(nxt.name, nxt.op_type, attrs))
+            break
+        else:
+            break
+        tensor = nxt.output[0]
+    return ops
+
+
+def _concrete(shape) -> tuple[int | None, ...]:
+    return tuple(d if isinstance(d, int) else None for d in shape) if shape is not None else ()

@@ -1,0 +1,112 @@
+"""Safe loading of user models: every way a file can be wrong becomes a one-line `InputError`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import external_data_helper
+
+from mdp_trt.errors import InputError
+
+MIN_OPSET = 7
+WEIGHTED_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def max_opset() -> int:
+    """The newest default-domain opset the installed onnx understands."""
+    return onnx.defs.onnx_opset_version()
+
+
+def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
+    """Read an ONNX model (plain or with external data) and check it is something we can analyse.
+
+    External data must live inside the model's folder: a location that escapes it (absolute or `..`)
+    is refused before any file is opened, so a model file cannot make us read arbitrary paths.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a file")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, RuntimeWarning, ValueError, TypeError) as exc:
+        raise InputError(f"{path}: not an ONNX model or truncated ({_short(exc)})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({_short(exc)})") from None
+    if not model.graph.node and not model.graph.input:
+        raise InputError(f"{path}: not an ONNX model (no graph found)")
+    _load_external_data(model, path.parent.resolve(), path)
+    check_supported(model, str(path))
+    return model
+
+
+def _load_external_data(model: onnx.ModelProto, base: Path, path: Path) -> None:
+    tensors = [t for t in _all_tensors(model.graph) if external_data_helper.uses_external_data(t)]
+    for tensor in tensors:
+        info = external_data_helper.ExternalDataInfo(tensor)
+        location = Path(info.location)
+        target = (base / location).resolve()
+        if location.is_absolute() or not target.is_relative_to(base):
+            raise InputError(
+                f"{path}: external data location '{info.location}' of tensor '{tensor.name}' "
+                "is outside the model's folder; refusing to read it"
+            )
+        if not target.is_file():
+            raise InputError(
+                f"{path}: missing external data file '{info.location}' for tensor '{tensor.name}'"
+            )
+        size = target.stat().st_size
+        end = (info.offset or 0) + (info.length or 0)
+        if info.length is not None and end > size:
+            raise InputError(f"{path}: external data file '{info.location}' is truncated")
+    if tensors:
+        try:
+            external_data_helper.load_external_data_for_model(model, str(base))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: cannot load external data ({_short(exc)})") from None
+
+
+def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """Initializers and tensor attributes of the graph and of every nested subgraph."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                yield attr.t
+            elif attr.type == onnx.AttributeProto.TENSORS:
+                yield from attr.tensors
+            elif attr.type == onnx.AttributeProto.GRAPH:
+                yield from _all_tensors(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for sub in attr.graphs:
+                    yield from _all_tensors(sub)
+
+
+def check_supported(model: onnx.ModelProto, label: str = "model") -> None:
+    """Refuse models whose opset we cannot reason about, or that hold nothing to prune."""
+    opset = default_opset(model)
+    if opset is None:
+        raise InputError(f"{label}: the model imports no default ONNX opset")
+    if not MIN_OPSET <= opset <= max_opset():
+        raise InputError(
+            f"{label}: unsupported opset {opset} (supported: {MIN_OPSET} to {max_opset()})"
+        )
+    if not any(n.op_type in WEIGHTED_OP_TYPES and n.domain in ("", "ai.onnx") for n in model.graph.node):
+        raise InputError(f"{label}: no weighted op (Conv, ConvTranspose, Gemm, MatMul) to prune")
+
+
+def default_opset(model: onnx.ModelProto) -> int | None:
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    return None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:160] if text else type(exc).__name__

@@ -1,0 +1,161 @@
+"""The result of structure analysis: channel groups, weighted layers and removable blocks.
+
+These are plain, immutable records (no ONNX objects) so later stages (importance, latency probes,
+the solver's Problem) can use them without touching the graph, and so they serialise to JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+@dataclass(frozen=True)
+class Group:
+    """Channels that must be pruned together (one class of coupled channel dimensions).
+
+    Channel `i` of a group is the same channel in every tensor the group appears in; `keep` indices of
+    a plan refer to this canonical order (the order in the group's first tensor).
+    """
+
+    id: str
+    size: int
+    prunable: bool
+    reason: str | None
+    producers: tuple[str, ...]  # weighted nodes whose output channels form the group
+    consumers: tuple[str, ...]  # weighted nodes that read the group as input channels
+    tensors: tuple[str, ...]  # tensors the group's channels live in
+
+
+@dataclass(frozen=True)
+class EpilogueOp:
+    """An op a backend fuses into the layer before it (BN, bias, activation)."""
+
+    name: str
+    op: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of channels from one group inside a layer's input or output channel axis."""
+
+    group: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A weighted op (Conv, ConvTranspose, Gemm, MatMul with a constant weight).
+
+    `in_group`/`out_group` are set when the whole input/output channel axis is one group; a layer that
+    reads a Concat of several groups has `in_group=None` and its parts in `in_segments`.
+    `in_repeat` is the number of input features per channel (Flatten of N,C,H,W into a Gemm: H*W).
+    Shapes include the batch axis (None where symbolic) so latency probes can rebuild the layer.
+    """
+
+    name: str
+    op: str
+    in_group: str | None
+    out_group: str | None
+    in_channels: int
+    out_channels: int
+    in_segments: tuple[Segment, ...]
+    out_segments: tuple[Segment, ...]
+    in_repeat: int
+    input_shape: tuple[int | None, ...]
+    output_shape: tuple[int | None, ...]
+    weight_shape: tuple[int, ...]
+    has_bias: bool
+    attrs: dict[str, Any]
+    epilogue: tuple[EpilogueOp, ...]
+    block: str | None  # innermost removable block that holds this layer
+    depthwise: bool = False
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class Block:
+    """A removable residual branch `y = x + F(x)`; removing it makes `y = x`.
+
+    `nodes` are the branch's nodes (F, plus any scaling), `add` the residual Add node, `group` the
+    channel group of the residual stream, `parent` the innermost block that contains this one.
+    """
+
+    id: str
+    add: str
+    input: str
+    branch_output: str
+    nodes: tuple[str, ...]
+    group: str | None
+    parent: str | None = None
+
+
+@dataclass(frozen=True)
+class TensorChannels:
+    """Where each position on a tensor's channel axis lives: group index and channel index in it.
+
+    Surgery uses this to turn a plan (kept channels per group) into kept positions per tensor.
+    """
+
+    axis: int
+    repeat: int
+    group: np.ndarray  # index into Structure.groups, per position
+    channel: np.ndarray  # canonical channel index inside that group, per position
+
+
+@dataclass(frozen=True)
+class Structure:
+    """Channel groups, layers and blocks of one model, with lookups by id."""
+
+    groups: tuple[Group, ...]
+    layers: tuple[Layer, ...]
+    blocks: tuple[Block, ...]
+    channels: dict[str, TensorChannels] = field(default_factory=dict, repr=False, compare=False)
+
+    def group(self, group_id: str) -> Group:
+        return self._groups_by_id()[group_id]
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def block(self, block_id: str) -> Block:
+        for block in self.blocks:
+            if block.id == block_id:
+                return block
+        raise KeyError(block_id)
+
+    def _groups_by_id(self) -> dict[str, Group]:
+        return {g.id: g for g in self.groups}
+
+    @property
+    def prunable_groups(self) -> tuple[Group, ...]:
+        return tuple(g for g in self.groups if g.prunable)
+
+    def to_json(self) -> dict[str, Any]:
+        """The `analyze --json` document."""
+        return {
+            "groups": [
+                {
+                    "id": g.id,
+                    "size": g.size,
+                    "prunable": g.prunable,
+                    "reason": g.reason,
+                    "producers": list(g.producers),
+                    "consumers": list(g.consumers),
+                }
+                for g in self.groups
+            ],
+            "layers": [
+                {"name": la.name, "op": la.op, "in_group": la.in_group, "out_group": la.out_group}
+                for la in self.layers
+            ],
+            "blocks": [{"id": b.id, "nodes": list(b.nodes), "group": b.group} for b in self.blocks],
+        }

@@ -1,0 +1,172 @@
+"""A read-only index over an ONNX graph: producers, consumers, constants and inferred shapes.
+
+Analysis and surgery both ask the same questions ("who reads this tensor?", "is this input a
+constant, and what is it?", "what is its shape?"); this answers them once, in one place.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from mdp_trt.graph.load import default_opset
+
+Dim = int | str | None  # a known size, a symbolic name, or unknown
+Shape = tuple[Dim, ...]
+
+
+def ensure_node_names(model: onnx.ModelProto) -> None:
+    """Give every unnamed or duplicate-named node a deterministic unique name, in place.
+
+    Plans and reports refer to nodes by name, so names must be unique and stable for one model file.
+    """
+    seen: set[str] = set()
+    for index, node in enumerate(model.graph.node):
+        if not node.name or node.name in seen:
+            base = node.name or f"{node.op_type}_{index}"
+            name, suffix = base, 1
+            while name in seen:
+                name, suffix = f"{base}_{suffix}", suffix + 1
+            node.name = name
+        seen.add(node.name)
+
+
+class GraphView:
+    """Lookups over `model.graph`; build a new view after changing the graph."""
+
+    def __init__(self, model: onnx.ModelProto, infer_shapes: bool = True) -> None:
+        self.model = model
+        self.graph = model.graph
+        self.opset = default_opset(model) or 0
+        self.nodes: list[onnx.NodeProto] = list(self.graph.node)
+        self.node_by_name = {n.name: n for n in self.nodes}
+        self.producer: dict[str, onnx.NodeProto] = {}
+        self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+        for node in self.nodes:
+            for out in node.output:
+                if out:
+                    self.producer[out] = node
+            for inp in dict.fromkeys(node.input):
+                if inp:
+                    self.consumers[inp].append(node)
+        self.initializers = {t.name: t for t in self.graph.initializer}
+        self._constant_nodes = {
+            n.output[0]: n for n in self.nodes if n.op_type == "Constant" and n.domain in ("", "ai.onnx")
+        }
+        self._constant_cache: dict[str, np.ndarray] = {}
+        self.graph_inputs = [i.name for i in self.graph.input if i.name not in self.initializers]
+        self.graph_outputs = [o.name for o in self.graph.output]
+        self.shapes: dict[str, Shape] = {}
+        self.dtypes: dict[str, int] = {}
+        self._collect_shapes(infer_shapes)
+
+    # --- constants -------------------------------------------------------------------------------
+    def is_constant(self, name: str) -> bool:
+        return name in self.initializers or name in self._constant_nodes
+
+    def constant(self, name: str) -> np.ndarray | None:
+        """The value of an initializer or Constant-node output, else None."""
+        if name in self._constant_cache:
+            return self._constant_cache[name]
+        value: np.ndarray | None = None
+        if name in self.initializers:
+            value = numpy_helper.to_array(self.initializers[name])
+        elif name in self._constant_nodes:
+            value = _constant_node_value(self._constant_nodes[name])
+        if value is not None:
+            self._constant_cache[name] = value
+        return value
+
+    # --- shapes ----------------------------------------------------------------------------------
+    def shape(self, name: str) -> Shape | None:
+        if name in self.shapes:
+            return self.shapes[name]
+        value = self.constant(name)
+        return tuple(int(d) for d in value.shape) if value is not None else None
+
+    def rank(self, name: str) -> int | None:
+        shape = self.shape(name)
+        return len(shape) if shape is not None else None
+
+    def _collect_shapes(self, infer: bool) -> None:
+        model = self.model
+        if infer:
+            try:
+                model = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False,
+                                                          data_prop=True)
+            except Exception:  # shape inference fails on custom ops: use the declared shapes
+                model = self.model
+        for value_info in (*model.graph.input, *model.graph.value_info, *model.graph.output):
+            tensor_type = value_info.type.tensor_type
+            if not value_info.type.HasField("tensor_type"):
+                continue
+            if tensor_type.elem_type:
+                self.dtypes[value_info.name] = tensor_type.elem_type
+            if tensor_type.HasField("shape"):
+                self.shapes[value_info.name] = tuple(_dim(d) for d in tensor_type.shape.dim)
+        for name, tensor in self.initializers.items():
+            self.dtypes.setdefault(name, tensor.data_type)
+
+    # --- traversal -------------------------------------------------------------------------------
+    def subgraph_references(self, node: onnx.NodeProto) -> Iterator[str]:
+        """Outer-scope tensors read by a node's subgraphs (If/Loop/Scan bodies)."""
+        for attr in node.attribute:
+            graphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+            for sub in graphs:
+                yield from _outer_references(sub)
+
+
+def _outer_references(graph: onnx.GraphProto) -> Iterator[str]:
+    local = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    for node in graph.node:
+        for inp in node.input:
+            if inp and inp not in local:
+                yield inp
+        for attr in node.attribute:
+            subs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+            for sub in subs:
+                yield from (r for r in _outer_references(sub) if r not in local)
+        local.update(node.output)
+
+
+def _dim(dim: onnx.TensorShapeProto.Dimension) -> Dim:
+    if dim.HasField("dim_value"):
+        return int(dim.dim_value)
+    if dim.HasField("dim_param"):
+        return dim.dim_param
+    return None
+
+
+def _constant_node_value(node: onnx.NodeProto) -> np.ndarray | None:
+    for attr in node.attribute:
+        if attr.name == "value":
+            return numpy_helper.to_array(attr.t)
+        if attr.name == "value_float":
+            return np.array(attr.f, dtype=np.float32)
+        if attr.name == "value_floats":
+            return np.array(list(attr.floats), dtype=np.float32)
+        if attr.name == "value_int":
+            return np.array(attr.i, dtype=np.int64)
+        if attr.name == "value_ints":
+            return np.array(list(attr.ints), dtype=np.int64)
+    return None
+
+
+def attributes(node: onnx.NodeProto) -> dict[str, object]:
+    """Plain-Python attribute values (ints, floats, strings and their lists); tensors and graphs skipped."""
+    result: dict[str, object] = {}
+    for attr in node.attribute:
+        if attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS,
+                         onnx.AttributeProto.TENSOR, onnx.AttributeProto.TENSORS):
+            continue
+        value = onnx.helper.get_attribute_value(attr)
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        elif isinstance(value, list):
+            value = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in value]
+        result[attr.name] = value
+    return result

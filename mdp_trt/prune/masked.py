@@ -1,0 +1,63 @@
+"""The masked model: the original architecture with pruned channels cut off by zero weights.
+
+Channels only mix inside weighted ops (everything else the analysis lets through acts per channel),
+so zeroing the weights through which pruned channels enter a weighted op makes them unable to
+influence any kept channel. A removed block's branch output is multiplied by zero. The result
+computes exactly what the pruned model computes: it is the exactness oracle for surgery, and a mask
+for users who fine-tune in their own framework.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from mdp_trt.graph.analyze import prepare
+from mdp_trt.graph.structure import Structure
+from mdp_trt.graph.view import GraphView, attributes
+from mdp_trt.prune.constants import ConstantEditor
+from mdp_trt.prune.plan import Plan
+from mdp_trt.prune.positions import features, kept_positions
+
+
+def mask_model(model: onnx.ModelProto, structure: Structure, plan: Plan) -> onnx.ModelProto:
+    plan.validate(structure)
+    model = prepare(model)
+    view = GraphView(model, infer_shapes=False)
+    editor = ConstantEditor(model, view)
+    kept = kept_positions(structure, plan)
+    for layer in structure.layers:
+        node = view.node_by_name[layer.name]
+        source = node.input[0]
+        if source not in kept or layer.depthwise:
+            continue
+        tc = structure.channels[source]
+        dropped = np.setdiff1d(np.arange(len(tc.group) * tc.repeat), features(kept[source], tc.repeat))
+        weight = editor.get(node.input[1])
+        if weight is None:
+            continue
+        weight = weight.copy()
+        if node.op_type == "Conv":
+            weight[:, dropped] = 0
+        elif node.op_type == "Gemm" and attributes(node).get("transB", 0):
+            weight[:, dropped] = 0
+        else:  # ConvTranspose (C_in first), Gemm without transB and MatMul (K first)
+            weight[dropped] = 0
+        editor.set(node, 1, weight)
+    _zero_removed_branches(model, structure, plan, view, editor)
+    return model
+
+
+def _zero_removed_branches(model: onnx.ModelProto, structure: Structure, plan: Plan, view: GraphView,
+                           editor: ConstantEditor) -> None:
+    for block_id in plan.remove_blocks:
+        block = structure.block(block_id)
+        add = view.node_by_name[block.add]
+        dtype = view.dtypes.get(block.branch_output, onnx.TensorProto.FLOAT)
+        zero = editor.add(f"{block.id}.mask", np.zeros((), dtype=onnx.helper.tensor_dtype_to_np_dtype(dtype)))
+        masked = f"{block.branch_output}.masked"
+        mul = onnx.helper.make_node("Mul", [block.branch_output, zero], [masked], name=f"{block.add}.mask")
+        slot = list(add.input).index(block.branch_output)
+        add.input[slot] = masked
+        position = list(model.graph.node).index(add)
+        model.graph.node.insert(position, mul)
