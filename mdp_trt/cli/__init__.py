@@ -37,27 +37,22 @@ def _register_commands() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script; returns the process exit code."""
+    """Entry point of the console script; returns the process exit code.
+
+    Click handles usage errors and --help itself (exit code 2 / 0); our own errors become one red line
+    and their exit code, never a traceback.
+    """
     _register_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, standalone_mode=True)
     except MdpError as exc:
-        console_err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console_err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True, markup=True)
         return exc.exit_code
-    except SystemExit as exc:  # typer/click exits (e.g. --help) carry their code
-        return int(exc.code or 0)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
         console_err.print("[yellow]interrupted[/]")
         return 130
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return 2
-        if isinstance(exc, click.exceptions.Abort):
-            return 130
-        raise
     return 0
 
 

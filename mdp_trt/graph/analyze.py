@@ -22,6 +22,12 @@ def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def _named(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model itself when its node names are already unique (no copy of the weights), else `prepare`."""
+    names = [n.name for n in model.graph.node]
+    return model if all(names) and len(set(names)) == len(names) else prepare(model)
+
+
 def analyze(model: onnx.ModelProto) -> Structure:
     """Find channel groups, weighted layers and removable residual blocks.
 
@@ -29,7 +35,7 @@ def analyze(model: onnx.ModelProto) -> Structure:
     names (`prepare`), so ids are stable for one model file.
     """
     check_supported(model)
-    view = GraphView(prepare(model))
+    view = GraphView(_named(model))
     prop = propagate(view)
     node_order = {n.name: i for i, n in enumerate(view.nodes)}
     weighted_names = {use.node.name for use in prop.weighted}

@@ -185,15 +185,15 @@ class _Walker:
 
     # --- weighted ops ----------------------------------------------------------------------------
     def _conv(self, node: onnx.NodeProto) -> None:
-        weight = self.view.constant(node.input[1]) if len(node.input) > 1 else None
-        if weight is None or weight.ndim < 3:
+        weight = self.view.constant_shape(node.input[1]) if len(node.input) > 1 else None
+        if weight is None or len(weight) < 3:
             self.unsupported(node, "weights are not a constant")
             return
         group = int(attributes(node).get("group", 1))
         if node.op_type == "Conv":
-            c_in, c_out = weight.shape[1] * group, weight.shape[0]
+            c_in, c_out = weight[1] * group, weight[0]
         else:
-            c_in, c_out = weight.shape[0], weight.shape[1] * group
+            c_in, c_out = weight[0], weight[1] * group
         x = self.map(node.input[0], 1)
         out = node.output[0]
         if x is None or x.axis != 1 or x.repeat != 1 or len(x.ids) != c_in:
@@ -217,20 +217,21 @@ class _Walker:
 
     def _gemm(self, node: onnx.NodeProto) -> None:
         attrs = attributes(node)
-        weight = self.view.constant(node.input[1])
-        if weight is None or weight.ndim != 2 or attrs.get("transA", 0) or self.view.is_constant(node.input[0]):
+        weight = self.view.constant_shape(node.input[1])
+        data_is_constant = self.view.is_constant(node.input[0])
+        if weight is None or len(weight) != 2 or attrs.get("transA", 0) or data_is_constant:
             self.unsupported(node, "only Gemm with a constant B and untransposed A is pruned")
             return
-        k, n = weight.shape[::-1] if attrs.get("transB", 0) else weight.shape
+        k, n = weight[::-1] if attrs.get("transB", 0) else weight
         self._linear(node, 1, int(k), int(n))
 
     def _matmul(self, node: onnx.NodeProto) -> None:
-        weight = self.view.constant(node.input[1])
+        weight = self.view.constant_shape(node.input[1])
         rank = self._rank(node.input[0])
-        if weight is None or weight.ndim != 2 or rank is None or rank < 2 or self.view.is_constant(node.input[0]):
+        if weight is None or len(weight) != 2 or not rank or rank < 2 or self.view.is_constant(node.input[0]):
             self.unsupported(node, "only MatMul of a tensor by a constant 2-D weight is pruned")
             return
-        self._linear(node, rank - 1, int(weight.shape[0]), int(weight.shape[1]))
+        self._linear(node, rank - 1, weight[0], weight[1])
 
     def _linear(self, node: onnx.NodeProto, axis: int, k: int, n: int) -> None:
         x = self.map(node.input[0], axis)
@@ -351,7 +352,7 @@ class _Walker:
                 return
             axis = frame_axis - (out_rank - rank)
             if self.view.is_constant(name):
-                size = self.view.constant(name).shape[axis] if axis >= 0 else 1
+                size = self.view.constant_shape(name)[axis] if axis >= 0 else 1
                 if size not in (1, features):
                     self.unsupported(node, f"constant '{name}' does not broadcast per channel")
                     return

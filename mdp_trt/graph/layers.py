@@ -23,13 +23,13 @@ def build_layers(view: GraphView, uses: list[WeightedUse], index: GroupIndex,
     layers = []
     for use in uses:
         node = use.node
-        weight = view.constant(node.input[1])
-        assert weight is not None  # propagation only records weighted uses with constant weights
+        weight_shape = view.constant_shape(node.input[1])
+        assert weight_shape is not None  # propagation only records weighted uses with constant weights
         tc_in, tc_out = index.tensors[use.input], index.tensors[use.output]
         in_segments, out_segments = _segments(tc_in, index), _segments(tc_out, index)
         attrs = attributes(node)
         if node.op_type in ("Conv", "ConvTranspose") and "kernel_shape" not in attrs:
-            attrs["kernel_shape"] = [int(d) for d in weight.shape[2:]]
+            attrs["kernel_shape"] = list(weight_shape[2:])
         layers.append(Layer(
             name=node.name,
             op=node.op_type,
@@ -42,14 +42,13 @@ def build_layers(view: GraphView, uses: list[WeightedUse], index: GroupIndex,
             in_repeat=tc_in.repeat,
             input_shape=_concrete(view.shape(use.input)),
             output_shape=_concrete(view.shape(use.output)),
-            weight_shape=tuple(int(d) for d in weight.shape),
+            weight_shape=weight_shape,
             has_bias=len(node.input) > 2 and bool(node.input[2]),
             attrs=attrs,
             epilogue=tuple(_epilogue(view, node)),
             block=block_of.get(node.name),
             depthwise=use.depthwise,
-            dtype=onnx.helper.tensor_dtype_to_np_dtype(view.initializers[node.input[1]].data_type).name
-            if node.input[1] in view.initializers else str(weight.dtype),
+            dtype=_dtype_name(view, node.input[1]),
         ))
     return layers
 
@@ -94,6 +93,12 @@ def _epilogue(view: GraphView, node: onnx.NodeProto) -> list[EpilogueOp]:
             break
         tensor = nxt.output[0]
     return ops
+
+
+def _dtype_name(view: GraphView, name: str) -> str:
+    if name in view.initializers:
+        return onnx.helper.tensor_dtype_to_np_dtype(view.initializers[name].data_type).name
+    return str(view.constant(name).dtype)
 
 
 def _concrete(shape) -> tuple[int | None, ...]:

@@ -81,12 +81,18 @@ class GraphView:
             self._constant_cache[name] = value
         return value
 
+    def constant_shape(self, name: str) -> tuple[int, ...] | None:
+        """A constant's shape without decoding its data (weights can be large)."""
+        if name in self.initializers:
+            return tuple(int(d) for d in self.initializers[name].dims)
+        value = self.constant(name) if name in self._constant_nodes else None
+        return tuple(int(d) for d in value.shape) if value is not None else None
+
     # --- shapes ----------------------------------------------------------------------------------
     def shape(self, name: str) -> Shape | None:
         if name in self.shapes:
             return self.shapes[name]
-        value = self.constant(name)
-        return tuple(int(d) for d in value.shape) if value is not None else None
+        return self.constant_shape(name)
 
     def rank(self, name: str) -> int | None:
         shape = self.shape(name)
@@ -96,8 +102,8 @@ class GraphView:
         model = self.model
         if infer:
             try:
-                model = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False,
-                                                          data_prop=True)
+                model = onnx.shape_inference.infer_shapes(skeleton(model), check_type=False,
+                                                          strict_mode=False, data_prop=True)
             except Exception:  # shape inference fails on custom ops: use the declared shapes
                 model = self.model
         for value_info in (*model.graph.input, *model.graph.value_info, *model.graph.output):
@@ -118,6 +124,44 @@ class GraphView:
             graphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
             for sub in graphs:
                 yield from _outer_references(sub)
+
+
+SMALL_CONSTANT_BYTES = 4096
+
+
+def skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model without its large weights: they become typed graph inputs.
+
+    Shape inference serialises the model it is given; weights only matter to it by shape, so this
+    keeps its memory use independent of the model's size. Small constants (shapes, axes) stay, since
+    data propagation reads them.
+    """
+    graph = model.graph
+    small = [t for t in graph.initializer if _byte_size(t) <= SMALL_CONSTANT_BYTES]
+    large = [
+        onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+        for t in graph.initializer
+        if _byte_size(t) > SMALL_CONSTANT_BYTES
+    ]
+    declared = {i.name for i in graph.input}
+    skeleton = onnx.helper.make_graph(
+        list(graph.node), graph.name,
+        [*graph.input, *(v for v in large if v.name not in declared)],
+        list(graph.output), small, value_info=list(graph.value_info),
+    )
+    result = onnx.ModelProto()
+    result.ir_version = model.ir_version
+    result.opset_import.extend(model.opset_import)
+    result.functions.extend(model.functions)
+    result.graph.CopyFrom(skeleton)
+    return result
+
+
+def _byte_size(tensor: onnx.TensorProto) -> int:
+    count = 1
+    for d in tensor.dims:
+        count *= d
+    return count * 4
 
 
 def _outer_references(graph: onnx.GraphProto) -> Iterator[str]:

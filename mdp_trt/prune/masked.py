@@ -37,9 +37,7 @@ def mask_model(model: onnx.ModelProto, structure: Structure, plan: Plan) -> onnx
         if weight is None:
             continue
         weight = weight.copy()
-        if node.op_type == "Conv":
-            weight[:, dropped] = 0
-        elif node.op_type == "Gemm" and attributes(node).get("transB", 0):
+        if node.op_type == "Conv" or (node.op_type == "Gemm" and attributes(node).get("transB", 0)):
             weight[:, dropped] = 0
         else:  # ConvTranspose (C_in first), Gemm without transB and MatMul (K first)
             weight[dropped] = 0

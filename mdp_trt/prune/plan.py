@@ -38,7 +38,7 @@ class Plan:
     @classmethod
     def from_json(cls, data: Any, label: str = "plan") -> Plan:
         if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
-            raise InputError(f"{label}: not an {PLAN_FORMAT} document (missing \"format\": \"{PLAN_FORMAT}\")")
+            raise InputError(f"{label}: not an {PLAN_FORMAT} document (needs \"format\": \"{PLAN_FORMAT}\")")
         groups_raw = data.get("groups", {})
         if not isinstance(groups_raw, dict):
             raise InputError(f"{label}: \"groups\" must be an object of group id -> {{\"keep\": [...]}}")
@@ -83,7 +83,8 @@ class Plan:
                 raise InputError(f"plan: group '{gid}' lists a channel twice")
             bad = [i for i in keep if not 0 <= i < group.size]
             if bad:
-                raise InputError(f"plan: group '{gid}' has {group.size} channels; index {bad[0]} is out of range")
+                raise InputError(
+                    f"plan: group '{gid}' has {group.size} channels; index {bad[0]} is out of range")
             if not group.prunable and len(keep) != group.size:
                 raise InputError(f"plan: group '{gid}' cannot be pruned ({group.reason})")
         known_blocks = {b.id for b in structure.blocks}

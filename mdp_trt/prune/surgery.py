@@ -15,7 +15,7 @@ from mdp_trt.errors import MdpError
 from mdp_trt.graph.analyze import prepare
 from mdp_trt.graph.channels import ELEMENTWISE_OPS, split_sizes
 from mdp_trt.graph.structure import Structure
-from mdp_trt.graph.view import GraphView, attributes
+from mdp_trt.graph.view import GraphView, attributes, skeleton
 from mdp_trt.prune.cleanup import remove_dead_nodes, rewire_identities
 from mdp_trt.prune.constants import ConstantEditor
 from mdp_trt.prune.plan import Plan
@@ -28,7 +28,8 @@ class SurgeryError(MdpError):
     exit_code = 1
 
 
-def prune_model(model: onnx.ModelProto, structure: Structure, plan: Plan, check: bool = True) -> onnx.ModelProto:
+def prune_model(model: onnx.ModelProto, structure: Structure, plan: Plan,
+                check: bool = True) -> onnx.ModelProto:
     """A new model with the plan's channels and blocks removed; the input model is not modified."""
     plan.validate(structure)
     model = prepare(model)
@@ -49,8 +50,13 @@ def prune_model(model: onnx.ModelProto, structure: Structure, plan: Plan, check:
 
 
 def validate(model: onnx.ModelProto) -> None:
+    """Full ONNX check (structure, types, strict shape inference) of the graph and its weights' shapes.
+
+    It checks the weightless skeleton (weights become typed inputs of the same shapes), so validation
+    costs no copy of the weights.
+    """
     try:
-        onnx.checker.check_model(model, full_check=True)
+        onnx.checker.check_model(skeleton(model), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SurgeryError(f"internal error: the pruned graph failed ONNX validation ({first}); "

@@ -1,0 +1,53 @@
+"""`mdp-trt analyze`: show what can be pruned in a model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from mdp_trt.cli.app import app, console
+from mdp_trt.graph import analyze, load_model
+
+
+@app.command("analyze")
+def analyze_command(
+    model: Path = typer.Argument(..., help="The ONNX model to analyse."),
+    as_json: bool = typer.Option(False, "--json", help="Print groups, layers and blocks as JSON on stdout."),
+) -> None:
+    """Find channel groups (channels pruned together), weighted layers and removable residual blocks.
+
+    Group and block ids are stable for a given model file; plans for `mdp-trt prune` refer to them.
+    """
+    structure = analyze(load_model(model))
+    if as_json:
+        typer.echo(json.dumps(structure.to_json(), indent=1))
+        return
+    groups = Table(title=f"Channel groups of {model.name}", title_justify="left")
+    for column in ("id", "size", "prunable", "producers", "reason"):
+        groups.add_column(column, overflow="fold")
+    for g in structure.groups:
+        more = len(g.producers) - 3
+        producers = ", ".join(g.producers[:3]) + (f" (+{more})" if more > 0 else "")
+        groups.add_row(g.id, str(g.size), "yes" if g.prunable else "[red]no[/]", producers, g.reason or "")
+    console.print(groups)
+    blocks = Table(title="Removable blocks (y = x + F(x))", title_justify="left")
+    for column in ("id", "residual add", "stream group", "branch nodes", "inside"):
+        blocks.add_column(column)
+    for b in structure.blocks:
+        blocks.add_row(b.id, b.add, b.group or "-", str(len(b.nodes)), b.parent or "")
+    console.print(blocks)
+    layers = Table(title="Weighted layers", title_justify="left")
+    for column in ("name", "op", "in group", "out group", "channels in -> out", "block", "fused epilogue"):
+        layers.add_column(column, overflow="fold")
+    for la in structure.layers:
+        layers.add_row(la.name, la.op + (" (dw)" if la.depthwise else ""), la.in_group or "(concat)",
+                       la.out_group or "(concat)", f"{la.in_channels} -> {la.out_channels}", la.block or "",
+                       "+".join(e.op for e in la.epilogue))
+    console.print(layers)
+    prunable = structure.prunable_groups
+    console.print(f"{len(structure.groups)} groups ({len(prunable)} prunable, "
+                  f"{sum(g.size for g in prunable)} prunable channels), {len(structure.layers)} layers, "
+                  f"{len(structure.blocks)} removable blocks")

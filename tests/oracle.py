@@ -1,0 +1,56 @@
+"""The exactness oracle: a pruned model must compute what the masked original computes."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from mdp_trt.graph import Structure
+from mdp_trt.prune import Plan, mask_model, prune_model
+
+
+def run(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session.run(None, inputs)
+
+
+def random_inputs(model: onnx.ModelProto, rng: np.random.Generator, batch: int = 2) -> dict[str, np.ndarray]:
+    initializers = {t.name for t in model.graph.initializer}
+    feeds = {}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else batch for d in value.type.tensor_type.shape.dim]
+        feeds[value.name] = rng.standard_normal(dims).astype(np.float32)
+    return feeds
+
+
+def random_plan(structure: Structure, rng: np.random.Generator, block_rate: float = 0.4) -> Plan:
+    groups = {}
+    for group in structure.prunable_groups:
+        if rng.random() < 0.2:
+            continue  # leave some groups untouched
+        count = int(rng.integers(1, group.size + 1))
+        groups[group.id] = tuple(sorted(rng.choice(group.size, count, replace=False).tolist()))
+    blocks = tuple(b.id for b in structure.blocks if rng.random() < block_rate)
+    return Plan(groups, blocks)
+
+
+def assert_oracle(model: onnx.ModelProto, structure: Structure, plan: Plan, rng: np.random.Generator,
+                  atol: float = 1e-4) -> onnx.ModelProto:
+    """Prune and mask with `plan`, check the pruned graph, and compare outputs in onnxruntime."""
+    pruned = prune_model(model, structure, plan)
+    onnx.checker.check_model(pruned, full_check=True)
+    onnx.shape_inference.infer_shapes(pruned, check_type=True, strict_mode=True)
+    masked = mask_model(model, structure, plan)
+    feeds = random_inputs(model, rng)
+    got, want = run(pruned, feeds), run(masked, feeds)
+    for a, b in zip(got, want, strict=True):
+        assert a.shape == b.shape
+        scale = max(1.0, float(np.abs(b).max()))
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=atol * scale)
+    return pruned
