@@ -1,0 +1,286 @@
+"""`build`: from model.onnx and a throughput target to a pruned model and a verified engine.
+
+Stages: analyse, score, profile (only what the database lacks), calibrate, solve, prune, measure,
+compile. The loop is closed on the device: the pruned model is measured, and when it misses the
+target the budget is tightened by the measured ratio and the problem solved again (a few rounds at
+most). The report says whether the target was met by measurement, never by prediction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from rich.console import Console
+
+from mdp_trt import plots
+from mdp_trt.compile import compile_model
+from mdp_trt.errors import BudgetError, InputError
+from mdp_trt.graph import Structure, analyze, load_model
+from mdp_trt.graph.batch import model_batch
+from mdp_trt.importance import channel_scores, load_scores
+from mdp_trt.io import save_model_atomic
+from mdp_trt.latency.backends import get_backend
+from mdp_trt.latency.bench import bench_model
+from mdp_trt.latency.calibrate import calibrate, stored_calibration
+from mdp_trt.latency.grid import GridConfig, group_levels
+from mdp_trt.latency.predict import kept_widths, layer_channels, predict_latency, removed_layers
+from mdp_trt.latency.profile import model_opset, profile_tables
+from mdp_trt.latency.store import open_db, resolve_db_path
+from mdp_trt.latency.tables import LatencyTable
+from mdp_trt.prune import Plan, prune_model
+from mdp_trt.report import ModelStats, Report
+from mdp_trt.solve.from_model import plan_from_solution, problem_from_model
+from mdp_trt.solve.min_latency import min_latency
+from mdp_trt.solve.solvers import solve
+from mdp_trt.solve.sweep import sweep
+from mdp_trt.stats import flop_count, parameter_count
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    fps: float | None = None
+    latency_ms: float | None = None
+    batch: int = 1
+    backend: str = "auto"
+    precision: str = "fp32"
+    db: Path | None = None
+    solver: str = "milp"
+    importance: str = "magnitude"  # or the path of an .npz file
+    grid: int = 8
+    align: int = 8
+    blocks: bool = True
+    threads: int | None = None
+    rounds: int = 3
+    sweep_points: int = 8
+    time_limit: float | None = 60.0
+    make_plots: bool = True
+
+    def target_ms(self) -> float:
+        if (self.fps is None) == (self.latency_ms is None):
+            raise InputError("give exactly one target: --fps F or --latency-ms L")
+        if self.batch < 1:
+            raise InputError(f"--batch must be at least 1, got {self.batch}")
+        if self.fps is not None:
+            if not self.fps > 0:
+                raise InputError(f"--fps must be positive, got {self.fps}")
+            return 1000.0 * self.batch / self.fps
+        if not self.latency_ms > 0:
+            raise InputError(f"--latency-ms must be positive, got {self.latency_ms}")
+        return float(self.latency_ms)
+
+
+class Stages:
+    """Times each stage and prints one line per stage as it finishes."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str, detail: str = "") -> Iterator[dict[str, str]]:
+        note: dict[str, str] = {"detail": detail}
+        start = time.perf_counter()
+        with self.console.status(f"{name}..."):
+            yield note
+        took = time.perf_counter() - start
+        self.seconds[name] = self.seconds.get(name, 0.0) + took
+        extra = f"  {note['detail']}" if note["detail"] else ""
+        self.console.print(f"[green]✓[/] {name:<10} {took:7.2f} s{extra}", highlight=False)
+
+
+@contextlib.contextmanager
+def staged_output(out_dir: Path) -> Iterator[Path]:
+    """A staging folder inside OUT/; on success its files move into OUT/, on failure it is deleted."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
+    try:
+        yield staging
+        for path in sorted(staging.iterdir()):
+            path.replace(out_dir / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def run_build(model_path: Path, out_dir: Path, config: BuildConfig, console: Console) -> Report:
+    target_ms = config.target_ms()
+    grid = GridConfig(levels=config.grid, align=config.align)
+    stages = Stages(console)
+    with stages.stage("analyse") as note:
+        model = load_model(model_path)
+        fixed = model_batch(model)
+        if fixed is not None and fixed != config.batch:
+            raise InputError(f"the model's batch is fixed to {fixed}; use --batch {fixed} or export it with a "
+                             "symbolic batch dimension")
+        structure = analyze(model)
+        levels = group_levels(structure, grid)
+        note["detail"] = (f"{len(structure.prunable_groups)} prunable groups, {len(structure.layers)} layers, "
+                          f"{len(structure.blocks)} blocks")
+    with stages.stage("score") as note:
+        scores = _scores(config.importance, model, structure)
+        note["detail"] = "magnitude (BN-folded filter L2)" if config.importance == "magnitude" else config.importance
+    db_path = resolve_db_path(config.db)
+    backend = get_backend(config.backend, threads=config.threads, db_path=db_path)
+    with open_db(db_path) as db:
+        with stages.stage("profile") as note:
+            profile = profile_tables(structure, backend, db, batch=config.batch, precision=config.precision,
+                                     grid=grid, opset=model_opset(model), show_progress=sys.stderr.isatty(),
+                                     console=console)
+            calibration = stored_calibration(db, backend, model, grid, batch=config.batch,
+                                             precision=config.precision)
+            if calibration is None:
+                calibration = calibrate(model, structure, profile.tables, backend, db, batch=config.batch,
+                                        precision=config.precision, grid=grid)
+            note["detail"] = (f"{profile.measured} probes measured, {profile.reused} from the database "
+                              f"({db_path.name}); fit scale {calibration.scale:.3f}, offset "
+                              f"{calibration.offset_ms:.3f} ms")
+        with stages.stage("bench", "dense model") as note:
+            dense = bench_model(model, backend, batch=config.batch, precision=config.precision)
+            dense_ms = dense.measurement.median_ms
+            note["detail"] = f"dense: {dense_ms:.3f} ms ({dense.fps:.1f} FPS)"
+
+    problem = problem_from_model(structure, scores, profile.tables, levels, calibration, target_ms,
+                                 use_blocks=config.blocks)
+    rounds: list[dict] = []
+    solver_info: dict = {"name": config.solver, "status": "skipped", "gap": 0.0, "seconds": 0.0}
+    importance_kept = 1.0
+    if dense_ms <= target_ms:
+        console.print(f"the dense model already meets the target ({dense_ms:.3f} ms <= {target_ms:.3f} ms); "
+                      "keeping every channel")
+        plan, pruned, pruned_ms = Plan(), model, dense_ms
+        predicted = predict_latency(structure, profile.tables, calibration, plan)
+    else:
+        with stages.stage("solve") as note:
+            floor = min_latency(problem)
+            if floor > target_ms:
+                raise BudgetError(
+                    f"the target of {target_ms:.3f} ms ({1000 * config.batch / target_ms:.1f} FPS) cannot be "
+                    f"met: the smallest reachable latency is {floor:.3f} ms "
+                    f"({1000 * config.batch / floor:.1f} FPS, predicted)", min_latency_ms=floor)
+            note["detail"] = f"smallest reachable latency {floor:.3f} ms (predicted)"
+        plan, pruned, pruned_ms, predicted, solver_info, importance_kept = _closed_loop(
+            model, structure, scores, levels, problem, backend, config, target_ms, rounds, stages)
+
+    met = pruned_ms <= target_ms
+    with staged_output(out_dir) as staging:
+        save_model_atomic(pruned, staging / "model.pruned.onnx")
+        plan.save(staging / "plan.json")
+        problem.save(staging / "problem.json")
+        with stages.stage("compile") as note:
+            artifact = compile_model(pruned, backend, staging, batch=config.batch, precision=config.precision)
+            note["detail"] = artifact.engine.name
+        report = Report(
+            target={"fps": 1000.0 * config.batch / target_ms, "latency_ms": target_ms, "batch": config.batch},
+            backend={"name": backend.name, **_backend_identity(backend, config)},
+            dense=ModelStats(dense_ms, dense.fps, parameter_count(model), flop_count(model, config.batch)),
+            pruned=ModelStats(pruned_ms, 1000.0 * config.batch / pruned_ms, parameter_count(pruned),
+                              flop_count(pruned, config.batch)),
+            predicted_latency_ms=predicted,
+            met=met,
+            importance_kept=importance_kept,
+            groups=[{"id": g.id, "size": g.size, "kept": len(plan.kept(g.id, g.size)), "prunable": g.prunable}
+                    for g in structure.groups],
+            blocks_removed=list(plan.remove_blocks),
+            solver=solver_info,
+            profiling={"measured": profile.measured, "cached": profile.reused, "unique_probes":
+                       profile.unique_probes, "seconds": profile.seconds, "database": str(db_path),
+                       "calibration": {"scale": calibration.scale, "offset_ms": calibration.offset_ms,
+                                       "residuals_pct": calibration.residuals_pct}},
+            stages=stages.seconds,
+            layers=_layer_latency(structure, profile.tables, plan),
+            rounds=rounds,
+            command="mdp-trt " + " ".join(sys.argv[1:]) if sys.argv else "",
+        )
+        if config.make_plots:
+            _plots(report, problem, config, target_ms, staging, console, stages)
+        report.save(staging / "report.json")
+    report.print_summary(console)
+    return report
+
+
+def _scores(importance: str, model: onnx.ModelProto, structure: Structure) -> dict[str, np.ndarray]:
+    if importance == "magnitude":
+        return channel_scores(model, structure, norm="l2")
+    return load_scores(Path(importance), model, structure)
+
+
+def _closed_loop(model, structure, scores, levels, problem, backend, config: BuildConfig, target_ms: float,
+                 rounds: list[dict], stages: Stages):
+    """Solve, prune, measure; on a miss tighten the budget by the measured ratio and go again."""
+    budget = target_ms
+    best = None
+    for round_index in range(1, config.rounds + 1):
+        with stages.stage("solve") as note:
+            try:
+                solution = solve(problem, config.solver, budget=budget, time_limit=config.time_limit)
+            except BudgetError:
+                note["detail"] = f"round {round_index}: budget {budget:.3f} ms is below the smallest reachable"
+                break
+            plan = plan_from_solution(structure, scores, levels, solution, problem)
+            note["detail"] = (f"round {round_index}: {solution.status}, importance kept {solution.objective:.4f}, "
+                              f"predicted {solution.latency:.3f} ms, gap {solution.gap or 0:.2e}")
+        with stages.stage("prune") as note:
+            pruned = prune_model(model, structure, plan)
+            note["detail"] = f"{len(plan.remove_blocks)} blocks removed"
+        with stages.stage("bench", "pruned model") as note:
+            measured = bench_model(pruned, backend, batch=config.batch, precision=config.precision)
+            measured_ms = measured.measurement.median_ms
+            note["detail"] = f"round {round_index}: measured {measured_ms:.3f} ms vs target {target_ms:.3f} ms"
+        rounds.append({"round": round_index, "budget_ms": budget, "predicted_ms": solution.latency,
+                       "measured_ms": measured_ms, "importance_kept": solution.objective})
+        solver_info = {"name": config.solver, "status": solution.status, "gap": solution.gap,
+                       "seconds": solution.seconds, "objective": solution.objective, "bound": solution.bound,
+                       "rounds": round_index}
+        candidate = (plan, pruned, measured_ms, solution.latency, solver_info, solution.objective)
+        if measured_ms <= target_ms:
+            return candidate
+        if best is None or measured_ms < best[2]:
+            best = candidate
+        budget *= target_ms / measured_ms
+    if best is None:
+        raise BudgetError(f"no plan could be found for the target of {target_ms:.3f} ms")
+    return best
+
+
+def _backend_identity(backend, config: BuildConfig) -> dict:
+    fingerprint = backend.fingerprint(config.batch, config.precision)
+    return {"version": fingerprint.get("backend_version"), "device": fingerprint.get("device"),
+            "precision": config.precision, "threads": fingerprint.get("threads"),
+            "estimate": bool(fingerprint.get("estimate", False))}
+
+
+def _layer_latency(structure: Structure, tables: dict[str, LatencyTable], plan: Plan) -> list[dict]:
+    """Each layer's table latency at the dense and the pruned widths (0 when its block is removed)."""
+    widths = kept_widths(structure, plan)
+    gone = removed_layers(structure, plan)
+    rows = []
+    for layer in structure.layers:
+        table = tables[layer.name]
+        k_in, k_out = layer_channels(layer, widths)
+        pruned = 0.0 if layer.name in gone else table.lookup(None if table.depthwise else k_in, k_out)
+        rows.append({"name": layer.name, "dense_ms": table.dense_ms, "pruned_ms": pruned,
+                     "channels": [k_in, k_out], "removed": layer.name in gone})
+    return rows
+
+
+def _plots(report: Report, problem, config: BuildConfig, target_ms: float, staging: Path, console: Console,
+           stages: Stages) -> None:
+    if not plots.available():
+        console.print("[yellow]matplotlib is not installed: no plots (pip install 'mdp-trt[plots]')[/]")
+        return
+    with stages.stage("plots"):
+        prunable = [g for g in report.groups if g["prunable"]]
+        plots.kept_channels(prunable, staging / "kept_channels.png")
+        plots.layer_latency(report.layers, staging / "layer_latency.png")
+        solutions = sweep(problem, max(2, config.sweep_points), config.solver, time_limit=config.time_limit)
+        curve = [{"latency": s.latency, "importance": s.objective} for s in solutions if s.status != "infeasible"]
+        plots.pareto(curve, (report.predicted_latency_ms, report.importance_kept), target_ms,
+                     staging / "pareto.png")

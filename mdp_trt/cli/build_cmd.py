@@ -1,0 +1,42 @@
+"""`mdp-trt build`: the main job, from model.onnx and a target to a pruned model and an engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mdp_trt.build import BuildConfig, run_build
+from mdp_trt.cli.app import app, console_err
+
+
+@app.command("build")
+def build_command(
+    model: Path = typer.Argument(..., help="The trained ONNX model."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output folder (created if missing)."),
+    fps: float | None = typer.Option(None, "--fps", help="Target throughput: images per second at --batch."),
+    latency_ms: float | None = typer.Option(None, "--latency-ms", help="Target latency of one batch (ms)."),
+    batch: int = typer.Option(1, "--batch", help="Batch size; a symbolic batch dimension is fixed to it."),
+    backend: str = typer.Option("auto", "--backend", help="auto (TensorRT if present, else ONNX Runtime CPU), "
+                                "ort, tensorrt, or analytic (estimates only)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16 (fp16: TensorRT / GPU)."),
+    db: Path | None = typer.Option(None, "--db", help="Latency database (default: user cache, or $MDP_TRT_DB)."),
+    solver: str = typer.Option("milp", "--solver", help="milp (exact, default), minlp (the paper's), halp, uniform."),
+    importance: str = typer.Option("magnitude", "--importance", help="magnitude, or an .npz of per-channel "
+                                   "scores keyed by group id or weight name."),
+    grid: int = typer.Option(8, "--grid", help="At most N channel levels per group."),
+    align: int = typer.Option(8, "--align", help="Channel counts are multiples of A."),
+    no_blocks: bool = typer.Option(False, "--no-blocks", help="Never remove residual blocks."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads for ONNX Runtime (default: all cores)."),
+    rounds: int = typer.Option(3, "--rounds", help="Closed-loop rounds: re-solve when the measurement misses."),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Skip the plots (and the Pareto sweep)."),
+) -> None:
+    """Prune MODEL to meet a throughput target on this device and compile it.
+
+    Writes OUT/model.pruned.onnx, plan.json, problem.json, report.json, the engine (model.engine for
+    TensorRT, model.ort.onnx for ONNX Runtime) and plots. Exit code 3 when the target cannot be met.
+    """
+    config = BuildConfig(fps=fps, latency_ms=latency_ms, batch=batch, backend=backend, precision=precision, db=db,
+                         solver=solver, importance=importance, grid=grid, align=align, blocks=not no_blocks,
+                         threads=threads, rounds=rounds, make_plots=not no_plots)
+    run_build(model, output, config, console_err)

@@ -1,0 +1,61 @@
+"""User-supplied channel scores (`build --importance FILE.npz`).
+
+The file is a NumPy `.npz` archive. Each entry is keyed either by a group id (`g3`: one score per
+channel of the group, in the group's order as `analyze --json` numbers it) or by the name of a
+producing layer's weight initializer (`layer1.0.conv1.weight`: one score per output channel of that
+layer; scores of several producers of a group add up). Every prunable group needs scores.
+`mdp_trt.torch.taylor_importance` writes this format.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from mdp_trt.errors import InputError
+from mdp_trt.graph.structure import Structure
+
+
+def load_scores(path: Path, model: onnx.ModelProto, structure: Structure) -> dict[str, np.ndarray]:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such importance file") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path}: not a NumPy .npz archive ({exc})") from None
+    groups = {g.id: g for g in structure.groups}
+    weight_of = {node.name: node.input[1] for node in model.graph.node if len(node.input) > 1}
+    layer_by_weight = {weight_of.get(la.name): la for la in structure.layers}
+    node_output = {node.name: node.output[0] for node in model.graph.node}
+    group_ids = [g.id for g in structure.groups]
+    scores = {g.id: np.zeros(g.size) for g in structure.groups}
+    covered: set[str] = set()
+    with archive:
+        for key in archive.files:
+            values = np.asarray(archive[key], dtype=np.float64).reshape(-1)
+            if not np.all(np.isfinite(values)) or np.any(values < 0):
+                raise InputError(f"{path}: scores of '{key}' must be finite and non-negative")
+            if key in groups:
+                if values.size != groups[key].size:
+                    raise InputError(f"{path}: '{key}' has {values.size} scores; the group has {groups[key].size}")
+                scores[key] += values
+                covered.add(key)
+            elif key in layer_by_weight:
+                layer = layer_by_weight[key]
+                tc = structure.channels[node_output[layer.name]]
+                if values.size != len(tc.group):
+                    raise InputError(f"{path}: '{key}' has {values.size} scores; the layer has {len(tc.group)} "
+                                     "output channels")
+                for position, (g, c) in enumerate(zip(tc.group.tolist(), tc.channel.tolist(), strict=True)):
+                    scores[group_ids[g]][c] += values[position]
+                    covered.add(group_ids[g])
+            else:
+                raise InputError(f"{path}: '{key}' is neither a group id nor a layer's weight name")
+    missing = [g.id for g in structure.prunable_groups if g.id not in covered]
+    if missing:
+        raise InputError(f"{path}: no scores for prunable group(s) {', '.join(missing[:8])}"
+                         + (" ..." if len(missing) > 8 else ""))
+    return scores

@@ -1,0 +1,108 @@
+"""From a model's Structure, channel scores and latency tables to the solver's Problem, and back to a Plan.
+
+Importance belongs to channel groups, not layers: keeping k channels of a group gains the sum of its k
+best channel scores, once, however many layers produce the group. So each prunable group gets its
+own zero-latency "importance" entry, gated by the innermost block that holds every producer of the
+group (a group living inside a residual branch is lost with the branch; a residual stream is not).
+Scores are normalised so the objective is the fraction of the model's prunable importance kept.
+Latency tables enter scaled by the whole-model calibration (`total = scale * sum + offset`), with the
+offset as the fixed part, so the solver's latency is the calibrated prediction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from mdp_trt.graph.structure import Structure
+from mdp_trt.latency.calibrate import Calibration
+from mdp_trt.latency.tables import LatencyTable
+from mdp_trt.prune.plan import Plan
+from mdp_trt.solve.problem import Block, Group, Layer, Problem
+from mdp_trt.solve.solution import Solution
+
+IMPORTANCE_PREFIX = "importance:"
+
+
+def problem_from_model(
+    structure: Structure,
+    scores: Mapping[str, np.ndarray],
+    tables: Mapping[str, LatencyTable],
+    levels: Mapping[str, tuple[int, ...]],
+    calibration: Calibration,
+    budget_ms: float | None = None,
+    *,
+    use_blocks: bool = True,
+) -> Problem:
+    prunable = [g for g in structure.groups if g.prunable and len(levels[g.id]) > 1]
+    in_problem = {g.id for g in prunable}
+    groups = tuple(Group(g.id, tuple(float(k) for k in levels[g.id]), 0, len(levels[g.id]) - 1) for g in prunable)
+    blocks = tuple(Block(b.id, b.parent) for b in structure.blocks) if use_blocks else ()
+    layer_block = {la.name: la.block for la in structure.layers} if use_blocks else {}
+
+    layers: list[Layer] = []
+    for layer in structure.layers:
+        table = tables[layer.name]
+        ms = table.ms
+        in_group = table.in_group if table.in_group in in_problem else None
+        out_group = table.out_group if table.out_group in in_problem else None
+        if in_group is None:
+            ms = ms[-1:, :]  # a side the solver does not choose stays at its full width
+        if out_group is None:
+            ms = ms[:, -1:]
+        layers.append(Layer(layer.name, in_group, out_group, layer_block.get(layer.name),
+                            calibration.scale * ms, np.zeros(0)))
+
+    total = sum(float(np.sum(scores[g.id])) for g in prunable) or 1.0
+    for group in prunable:
+        ranked = np.sort(scores[group.id])[::-1]
+        cumulative = np.concatenate([[0.0], np.cumsum(ranked)])
+        importance = np.array([cumulative[k] for k in levels[group.id]]) / total
+        owner = _owning_block(structure, group.producers, layer_block) if use_blocks else None
+        layers.append(Layer(f"{IMPORTANCE_PREFIX}{group.id}", None, group.id, owner,
+                            np.zeros((1, len(levels[group.id]))), importance))
+    return Problem(groups, blocks, tuple(layers), budget_ms, fixed_latency=calibration.offset_ms, units="ms")
+
+
+def _owning_block(structure: Structure, producers: tuple[str, ...], layer_block: Mapping[str, str | None]) -> str | None:
+    """The innermost block that contains every producer (None if some producer is outside all blocks)."""
+    parents = {b.id: b.parent for b in structure.blocks}
+
+    def chain(block: str | None) -> list[str]:
+        out = []
+        while block is not None:
+            out.append(block)
+            block = parents[block]
+        return out[::-1]  # outermost first
+
+    chains = [chain(layer_block.get(name)) for name in producers]
+    if not chains:
+        return None
+    common: str | None = None
+    for position, block in enumerate(chains[0]):
+        if all(len(c) > position and c[position] == block for c in chains):
+            common = block
+        else:
+            break
+    return common
+
+
+def plan_from_solution(
+    structure: Structure,
+    scores: Mapping[str, np.ndarray],
+    levels: Mapping[str, tuple[int, ...]],
+    solution: Solution,
+    problem: Problem,
+) -> Plan:
+    """Keep each group's top-k channels by score at the chosen level; drop the blocks not kept."""
+    groups: dict[str, tuple[int, ...]] = {}
+    for gid, index in solution.levels.items():
+        k = levels[gid][index]
+        size = len(scores[gid])
+        if k < size:
+            top = np.argsort(-scores[gid], kind="stable")[:k]
+            groups[gid] = tuple(sorted(int(i) for i in top))
+    kept = set(solution.blocks_kept)
+    removed = tuple(b.id for b in problem.blocks if b.id not in kept)
+    return Plan(groups, removed, {"solver": solution.to_json()})
