@@ -1,0 +1,122 @@
+"""End-to-end `build` on a small zoo model with ONNX Runtime on the CPU and a tiny grid."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+
+import mdp_trt.build as build_module
+from mdp_trt.cli import main
+from mdp_trt.io import save_model_atomic
+from mdp_trt.zoo import build as zoo_build
+
+REPORT_KEYS = {"target", "backend", "dense", "predicted", "measured", "importance_kept", "groups",
+               "blocks_removed", "solver", "profiling"}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("build")
+    save_model_atomic(zoo_build("toy", input_size=32, batch=None), root / "toy.onnx")
+    return root
+
+
+def args(workdir, out, *extra):
+    return ["build", str(workdir / "toy.onnx"), "-o", str(out), "--db", str(workdir / "db.sqlite"), "--grid", "3",
+            "--threads", "1", *extra]
+
+
+@pytest.fixture(scope="module")
+def pruned_build(workdir):
+    """One build at a target that needs pruning: 70% of the dense latency predicted by a first build."""
+    first = workdir / "first"
+    assert main(args(workdir, first, "--fps", "0.001", "--no-plots")) == 0  # dense meets it: keeps all
+    dense = json.loads((first / "report.json").read_text())["dense"]["latency_ms"]
+    out = workdir / "out"
+    code = main(args(workdir, out, "--latency-ms", f"{0.7 * dense:.6f}"))
+    return code, out, dense
+
+
+def test_outputs_and_report_schema(pruned_build):
+    code, out, _ = pruned_build
+    assert code == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"model.pruned.onnx", "plan.json", "report.json", "problem.json", "model.ort.onnx",
+            "model.ort.json"} <= names
+    assert {"kept_channels.png", "layer_latency.png", "pareto.png"} <= names
+    assert not any(name.startswith(".") for name in names), "no staging or temp files left"
+    report = json.loads((out / "report.json").read_text())
+    assert REPORT_KEYS <= set(report)
+    assert report["measured"]["met"] == (report["measured"]["latency_ms"] <= report["target"]["latency_ms"])
+    assert 0 < report["importance_kept"] <= 1
+    assert report["backend"]["name"] == "ort" and report["backend"]["estimate"] is False
+    assert report["rounds"], "the closed loop records its rounds"
+    onnx.checker.check_model(str(out / "model.pruned.onnx"), full_check=True)
+
+
+def test_pruned_model_follows_the_plan(pruned_build):
+    _, out, _ = pruned_build
+    report = json.loads((out / "report.json").read_text())
+    plan = json.loads((out / "plan.json").read_text())
+    kept = {g["id"]: g["kept"] for g in report["groups"]}
+    for gid, entry in plan["groups"].items():
+        assert len(entry["keep"]) == kept[gid]
+    assert report["blocks_removed"] == plan["remove_blocks"]
+
+
+def test_dense_model_already_meeting_the_target_still_writes_outputs(workdir):
+    report = json.loads((workdir / "first" / "report.json").read_text())
+    assert report["measured"]["met"] and report["importance_kept"] == 1.0
+    assert report["solver"]["status"] == "skipped"
+    assert (workdir / "first" / "model.pruned.onnx").exists()
+
+
+def test_unreachable_target_exits_3_and_says_the_floor(workdir, pruned_build, capsys):
+    out = workdir / "impossible"
+    assert main(args(workdir, out, "--latency-ms", "0.000001", "--no-plots")) == 3
+    err = capsys.readouterr().err
+    assert "smallest reachable latency" in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_failure_leaves_no_output(workdir, pruned_build, monkeypatch):
+    def broken(*_, **__):
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(build_module, "compile_model", broken)
+    out = workdir / "failed"
+    with pytest.raises(RuntimeError, match="injected"):
+        main(args(workdir, out, "--fps", "0.001", "--no-plots"))
+    assert not any(out.iterdir())
+
+
+@pytest.mark.parametrize("extra", [["--fps", "100", "--latency-ms", "1"], [], ["--fps", "-3"], ["--batch", "0",
+                                                                                              "--fps", "1"]])
+def test_bad_targets_exit_2(workdir, extra):
+    assert main(args(workdir, workdir / "bad", *extra)) == 2
+
+
+def test_fixed_batch_mismatch_is_a_clear_error(workdir, tmp_path, capsys):
+    save_model_atomic(zoo_build("toy", input_size=32, batch=1), tmp_path / "b1.onnx")
+    code = main(["build", str(tmp_path / "b1.onnx"), "-o", str(tmp_path / "o"), "--fps", "1", "--batch", "4",
+                 "--db", str(workdir / "db.sqlite")])
+    assert code == 2 and "batch is fixed to 1" in capsys.readouterr().err
+
+
+def test_compile_alone(workdir, pruned_build):
+    _, out, _ = pruned_build
+    target = workdir / "compiled"
+    assert main(["compile", str(out / "model.pruned.onnx"), "-o", str(target), "--backend", "ort",
+                 "--threads", "1"]) == 0
+    sidecar = json.loads((target / "model.ort.json").read_text())
+    assert sidecar["session_options"]["intra_op_num_threads"] == 1
+    onnx.load(str(target / "model.ort.onnx"))
+
+
+def test_doctor_reports_what_is_here(capsys):
+    assert main(["doctor", "--json"]) == 0
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)}
+    assert checks["onnxruntime"]["ok"]
+    assert "tensorrt" in checks
