@@ -49,6 +49,7 @@ from mdp_trt.stats import flop_count, parameter_count
 class BuildConfig:
     fps: float | None = None
     latency_ms: float | None = None
+    speedup: float | None = None  # target = measured dense latency / speedup
     batch: int = 1
     backend: str = "auto"
     precision: str = "fp32"
@@ -64,11 +65,20 @@ class BuildConfig:
     time_limit: float | None = 60.0
     make_plots: bool = True
 
-    def target_ms(self) -> float:
-        if (self.fps is None) == (self.latency_ms is None):
-            raise InputError("give exactly one target: --fps F or --latency-ms L")
+    def check(self) -> None:
+        """Reject bad options before any work is done."""
+        if sum(t is not None for t in (self.fps, self.latency_ms, self.speedup)) != 1:
+            raise InputError("give exactly one target: --fps F, --latency-ms L or --speedup S")
         if self.batch < 1:
             raise InputError(f"--batch must be at least 1, got {self.batch}")
+        if self.speedup is not None and not self.speedup >= 1:
+            raise InputError(f"--speedup must be at least 1, got {self.speedup}")
+        self.target_ms(1.0)
+
+    def target_ms(self, dense_ms: float) -> float:
+        """The latency target for one batch; `--speedup` is relative to the measured dense latency."""
+        if self.speedup is not None:
+            return dense_ms / self.speedup
         if self.fps is not None:
             if not self.fps > 0:
                 raise InputError(f"--fps must be positive, got {self.fps}")
@@ -111,7 +121,7 @@ def staged_output(out_dir: Path) -> Iterator[Path]:
 
 
 def run_build(model_path: Path, out_dir: Path, config: BuildConfig, console: Console) -> Report:
-    target_ms = config.target_ms()
+    config.check()
     grid = GridConfig(levels=config.grid, align=config.align)
     stages = Stages(console)
     with stages.stage("analyse") as note:
@@ -145,7 +155,9 @@ def run_build(model_path: Path, out_dir: Path, config: BuildConfig, console: Con
         with stages.stage("bench", "dense model") as note:
             dense = bench_model(model, backend, batch=config.batch, precision=config.precision)
             dense_ms = dense.measurement.median_ms
-            note["detail"] = f"dense: {dense_ms:.3f} ms ({dense.fps:.1f} FPS)"
+            target_ms = config.target_ms(dense_ms)
+            note["detail"] = (f"dense: {dense_ms:.3f} ms ({dense.fps:.1f} FPS); target {target_ms:.3f} ms "
+                              f"({1000 * config.batch / target_ms:.1f} FPS)")
 
     problem = problem_from_model(structure, scores, profile.tables, levels, calibration, target_ms,
                                  use_blocks=config.blocks)

@@ -16,6 +16,8 @@ def build_command(
     output: Path = typer.Option(..., "-o", "--output", help="Output folder (created if missing)."),
     fps: float | None = typer.Option(None, "--fps", help="Target throughput: images per second at --batch."),
     latency_ms: float | None = typer.Option(None, "--latency-ms", help="Target latency of one batch (ms)."),
+    speedup: float | None = typer.Option(None, "--speedup", help="Target: S times faster than the dense model "
+                                         "as measured here (e.g. 2)."),
     batch: int = typer.Option(1, "--batch", help="Batch size; a symbolic batch dimension is fixed to it."),
     backend: str = typer.Option("auto", "--backend", help="auto (TensorRT if present, else ONNX Runtime CPU), "
                                 "ort, tensorrt, or analytic (estimates only)."),
@@ -36,7 +38,7 @@ def build_command(
     Writes OUT/model.pruned.onnx, plan.json, problem.json, report.json, the engine (model.engine for
     TensorRT, model.ort.onnx for ONNX Runtime) and plots. Exit code 3 when the target cannot be met.
     """
-    config = BuildConfig(fps=fps, latency_ms=latency_ms, batch=batch, backend=backend, precision=precision, db=db,
+    config = BuildConfig(fps=fps, latency_ms=latency_ms, speedup=speedup, batch=batch, backend=backend, precision=precision, db=db,
                          solver=solver, importance=importance, grid=grid, align=align, blocks=not no_blocks,
                          threads=threads, rounds=rounds, make_plots=not no_plots)
     run_build(model, output, config, console_err)

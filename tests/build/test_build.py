@@ -92,8 +92,9 @@ def test_failure_leaves_no_output(workdir, pruned_build, monkeypatch):
     assert not any(out.iterdir())
 
 
-@pytest.mark.parametrize("extra", [["--fps", "100", "--latency-ms", "1"], [], ["--fps", "-3"], ["--batch", "0",
-                                                                                              "--fps", "1"]])
+@pytest.mark.parametrize("extra", [["--fps", "100", "--latency-ms", "1"], [], ["--fps", "-3"],
+                                   ["--batch", "0", "--fps", "1"], ["--speedup", "0.5"],
+                                   ["--speedup", "2", "--fps", "3"]])
 def test_bad_targets_exit_2(workdir, extra):
     assert main(args(workdir, workdir / "bad", *extra)) == 2
 
