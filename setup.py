@@ -1,12 +1,14 @@
 """Packaging for mdp-trt: the compiler (`mdp_trt`) and its latency store (`latency_db`)."""
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 setup(
     name="mdp-trt",
     version="0.1.0",
     description="Latency-aware structured pruning compiler for ONNX vision models (MDP, CVPR 2025)",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["mdp_trt", "mdp_trt.*", "latency_db", "latency_db.*"]),

@@ -38,7 +38,8 @@ def build_command(
     Writes OUT/model.pruned.onnx, plan.json, problem.json, report.json, the engine (model.engine for
     TensorRT, model.ort.onnx for ONNX Runtime) and plots. Exit code 3 when the target cannot be met.
     """
-    config = BuildConfig(fps=fps, latency_ms=latency_ms, speedup=speedup, batch=batch, backend=backend, precision=precision, db=db,
+    config = BuildConfig(fps=fps, latency_ms=latency_ms, speedup=speedup, batch=batch, backend=backend,
+                         precision=precision, db=db,
                          solver=solver, importance=importance, grid=grid, align=align, blocks=not no_blocks,
                          threads=threads, rounds=rounds, make_plots=not no_plots)
     run_build(model, output, config, console_err)

@@ -1,0 +1,40 @@
+"""`mdp-trt bench`: measured latency and throughput of a whole model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from mdp_trt.cli.app import app, console
+from mdp_trt.graph import load_model
+from mdp_trt.latency import bench_model, get_backend, resolve_db_path
+
+BACKEND_HELP = "Timing backend: auto (TensorRT if present, else ONNX Runtime CPU), ort, tensorrt, analytic."
+
+
+@app.command("bench")
+def bench_command(
+    model: Path = typer.Argument(..., help="The ONNX model to time."),
+    backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
+    batch: int = typer.Option(1, "--batch", min=1, help="Batch size (fixes a symbolic batch axis)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: all cores)."),
+    db: Path | None = typer.Option(None, "--db", help="Database whose folder holds TensorRT caches."),
+    as_json: bool = typer.Option(False, "--json", help="Print latency_ms, fps, p10_ms, p90_ms, runs, backend."),
+) -> None:
+    """Median latency and FPS (batch / latency) after warm-up, sampled until the median is known to ±1%."""
+    onnx_model = load_model(model)
+    timer = get_backend(backend, threads=threads, db_path=resolve_db_path(db))
+    result = bench_model(onnx_model, timer, batch=batch, precision=precision)
+    if as_json:
+        typer.echo(json.dumps(result.to_json()))
+        return
+    m = result.measurement
+    label = " [yellow](analytic estimate, nothing ran)[/]" if m.estimate else ""
+    console.print(
+        f"{model.name}: {m.median_ms:.3f} ms median (p10 {m.p10_ms:.3f}, p90 {m.p90_ms:.3f}, {m.runs} runs), "
+        f"{result.fps:.1f} FPS at batch {batch} on {timer.name}{label}",
+        soft_wrap=True,
+    )

@@ -1,0 +1,94 @@
+"""`mdp-trt predict`: predicted latency of a pruning plan, from layer tables and the calibration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from mdp_trt.cli.app import app, console, console_err
+from mdp_trt.cli.bench_cmd import BACKEND_HELP
+from mdp_trt.graph import analyze, load_model
+from mdp_trt.latency import (
+    GridConfig,
+    calibrate,
+    get_backend,
+    layer_sum,
+    model_opset,
+    open_db,
+    predict_latency,
+    profile_tables,
+    stored_calibration,
+)
+from mdp_trt.prune import Plan
+
+
+@app.command("predict")
+def predict_command(
+    model: Path = typer.Argument(..., help="The dense ONNX model the plan refers to."),
+    plan_file: Path = typer.Option(..., "--plan", help="Plan JSON (mdp-plan/1)."),
+    backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
+    batch: int = typer.Option(1, "--batch", min=1, help="Batch size."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16."),
+    db: Path | None = typer.Option(None, "--db", help="Database file (default: $MDP_TRT_DB, else the user cache)."),
+    grid: int = typer.Option(8, "--grid", min=1, help="Channel levels per group (G)."),
+    align: int = typer.Option(8, "--align", min=1, help="Levels are multiples of this many channels."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: all cores)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the prediction as JSON."),
+) -> None:
+    """Predict the plan's latency: sum of layer tables at its kept channels, plus the calibrated
+    whole-model part. Missing probes are measured and a missing calibration is fit first."""
+    onnx_model = load_model(model)
+    structure = analyze(onnx_model)
+    plan = Plan.load(plan_file)
+    plan.validate(structure)
+    grid_config = GridConfig(levels=grid, align=align)
+    timer = get_backend(backend, threads=threads, db_path=db)
+    with open_db(db) as store:
+        result = profile_tables(
+            structure,
+            timer,
+            store,
+            batch=batch,
+            precision=precision,
+            grid=grid_config,
+            opset=model_opset(onnx_model),
+            show_progress=not as_json,
+            console=console_err,
+        )
+        calibration = stored_calibration(store, timer, onnx_model, grid_config, batch=batch, precision=precision)
+        if calibration is None:
+            if not as_json:
+                console_err.print(
+                    "calibrating the whole-model part (dense model + a few pruned variants)...", soft_wrap=True
+                )
+            calibration = calibrate(
+                onnx_model, structure, result.tables, timer, store, batch=batch, precision=precision, grid=grid_config
+            )
+    total = predict_latency(structure, result.tables, calibration, plan)
+    report = {
+        "latency_ms": total,
+        "fps": batch * 1000.0 / total if total > 0 else 0.0,
+        "layer_sum_ms": layer_sum(structure, result.tables, plan),
+        "calibration": {
+            "scale": calibration.scale,
+            "offset_ms": calibration.offset_ms,
+            "residuals_pct": calibration.residuals_pct,
+        },
+        "backend": timer.name,
+        "batch": batch,
+        "estimate": result.estimate,
+    }
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    label = " [yellow](analytic estimate)[/]" if result.estimate else ""
+    worst = max((abs(r) for r in calibration.residuals_pct), default=0.0)
+    console.print(
+        f"{model.name} with {plan_file.name}: {total:.3f} ms predicted, {report['fps']:.1f} FPS at "
+        f"batch {batch} on {timer.name}{label} (layer tables {report['layer_sum_ms']:.3f} ms; "
+        f"calibration x{calibration.scale:.3f} {calibration.offset_ms:+.3f} ms, worst fit residual "
+        f"{worst:.1f}%)",
+        soft_wrap=True,
+    )

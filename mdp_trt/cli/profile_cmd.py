@@ -1,0 +1,104 @@
+"""`mdp-trt profile`: measure every layer's latency table into the database."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import typer
+
+from mdp_trt.cli.app import app, console, console_err
+from mdp_trt.cli.bench_cmd import BACKEND_HELP
+from mdp_trt.errors import InputError
+from mdp_trt.graph import analyze, load_model
+from mdp_trt.latency import PROBE_PROTOCOL, GridConfig, get_backend, model_opset, open_db, plan_probes
+from mdp_trt.latency import profile_tables as run_profile
+from mdp_trt.latency.bundle import export_bundle, run_bundle
+from mdp_trt.latency.profile import estimate_seconds
+
+
+@app.command("profile")
+def profile_command(
+    model: Path | None = typer.Argument(None, help="The ONNX model whose layers to profile."),
+    backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
+    batch: int = typer.Option(1, "--batch", min=1, help="Batch size of the probes."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16."),
+    db: Path | None = typer.Option(None, "--db", help="Database file (default: $MDP_TRT_DB, else the user cache)."),
+    grid: int = typer.Option(8, "--grid", min=1, help="Channel levels per group (G)."),
+    align: int = typer.Option(8, "--align", min=1, help="Levels are multiples of this many channels."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: all cores)."),
+    max_seconds: float = typer.Option(
+        PROBE_PROTOCOL.max_seconds,
+        "--max-seconds",
+        min=0.0,
+        help="Time cap per probe when the median is slow to settle.",
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count the probes and estimate the time; measure nothing."),
+    export_probes: Path | None = typer.Option(
+        None,
+        "--export-probes",
+        help="Write the probes and a manifest into this folder for a remote device, measure nothing.",
+    ),
+    bundle: Path | None = typer.Option(None, "--run-bundle", help="Measure a folder written by --export-probes."),
+) -> None:
+    """Measure latency tables C_l[k_in, k_out] for every weighted layer; only missing probes are measured.
+
+    Identical layers share probes, and every result is committed at once: interrupting is safe and a
+    re-run resumes.
+    """
+    protocol = replace(PROBE_PROTOCOL, max_seconds=max_seconds)
+    if bundle is not None:
+        timer = get_backend(backend, threads=threads, db_path=db)
+        with open_db(db) as store:
+            measured, present = run_bundle(
+                bundle, timer, store, protocol=protocol, show_progress=True, console=console_err
+            )
+            console.print(
+                f"bundle {bundle}: measured {measured} probes, {present} already in {store.path}", soft_wrap=True
+            )
+        return
+    if model is None:
+        raise InputError("give a MODEL to profile (or --run-bundle DIR)")
+    onnx_model = load_model(model)
+    structure = analyze(onnx_model)
+    grid_config = GridConfig(levels=grid, align=align)
+    plan = plan_probes(structure, grid_config, model_opset(onnx_model))
+    summary = (
+        f"{len(structure.layers)} layers, {plan.cells} table cells, {len(plan.tasks)} unique probes "
+        f"(dedup ratio {plan.dedup_ratio:.2f})"
+    )
+    if export_probes is not None:
+        count = export_bundle(plan.tasks.values(), export_probes, batch=batch, precision=precision)
+        console.print(f"{summary}; wrote {count} probes and manifest.json to {export_probes}", soft_wrap=True)
+        return
+    timer = get_backend(backend, threads=threads, db_path=db)
+    with open_db(db) as store:
+        if dry_run:
+            fp_hash = store.register_fingerprint(timer.fingerprint(batch, precision))
+            present = store.get_entries(fp_hash, plan.tasks)
+            missing = [t for k, t in plan.tasks.items() if k not in present]
+            seconds = estimate_seconds(missing, protocol, batch=batch, precision=precision)
+            console.print(
+                f"{summary}; {len(present)} already in the database, {len(missing)} to measure on "
+                f"{timer.name}: about {seconds / 60:.1f} min (estimate)",
+                soft_wrap=True,
+            )
+            return
+        result = run_profile(
+            structure,
+            timer,
+            store,
+            batch=batch,
+            precision=precision,
+            grid=grid_config,
+            protocol=protocol,
+            opset=model_opset(onnx_model),
+            show_progress=True,
+            console=console_err,
+        )
+        label = " [yellow](analytic estimates, nothing ran)[/]" if result.estimate else ""
+        console.print(
+            f"{summary}; measured {result.measured}, reused {result.reused} in "
+            f"{result.seconds:.1f} s on {timer.name} -> {store.path}{label}",
+            soft_wrap=True,
+        )

@@ -1,0 +1,82 @@
+"""The one small interface every latency backend implements, and the input feeding they share."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import onnx
+
+from mdp_trt.errors import InputError
+from mdp_trt.latency.measurement import Measurement
+from mdp_trt.latency.protocol import MeasureProtocol
+
+PRECISIONS = ("fp32", "fp16")
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Something that can time an ONNX model on one device.
+
+    `fingerprint` describes the device and settings that change latency; measurements are only
+    comparable (and shared in the database) under an equal fingerprint.
+    """
+
+    name: str
+
+    def fingerprint(self, batch: int, precision: str) -> dict[str, Any]: ...
+
+    def measure(
+        self, model: onnx.ModelProto, protocol: MeasureProtocol, *, batch: int = 1, precision: str = "fp32"
+    ) -> Measurement: ...
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+
+
+def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """The real inputs (graph inputs that are not initializers, as older exporters list both)."""
+    initializers = {init.name for init in model.graph.initializer}
+    return [vi for vi in model.graph.input if vi.name not in initializers]
+
+
+def input_shapes(model: onnx.ModelProto, batch: int) -> dict[str, tuple[int, ...]]:
+    """Each input's shape with a symbolic batch axis set to `batch`; other symbolic axes are an error.
+
+    A fixed batch axis is kept as the model declares it, so a model exported at batch 1 is measured
+    at batch 1 (it could not run otherwise).
+    """
+    shapes: dict[str, tuple[int, ...]] = {}
+    for vi in graph_inputs(model):
+        dims = vi.type.tensor_type.shape.dim
+        shape: list[int] = []
+        for axis, dim in enumerate(dims):
+            if dim.HasField("dim_value") and dim.dim_value > 0:
+                shape.append(dim.dim_value)
+            elif axis == 0:
+                shape.append(batch)
+            else:
+                name = dim.dim_param or "?"
+                raise InputError(
+                    f"input {vi.name!r} has a symbolic size {name!r} on axis {axis}; only the batch axis "
+                    "may be symbolic (export the model with a fixed input size)"
+                )
+        shapes[vi.name] = tuple(shape)
+    return shapes
+
+
+def input_feeds(model: onnx.ModelProto, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random inputs of the right shape and dtype (values do not change latency for dense ops)."""
+    rng = np.random.default_rng(seed)
+    shapes = input_shapes(model, batch)
+    feeds: dict[str, np.ndarray] = {}
+    for vi in graph_inputs(model):
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+        shape = shapes[vi.name]
+        if np.issubdtype(dtype, np.floating):
+            feeds[vi.name] = rng.standard_normal(shape).astype(dtype)
+        else:
+            feeds[vi.name] = np.zeros(shape, dtype=dtype)
+    return feeds

@@ -1,0 +1,128 @@
+"""ONNX Runtime backend: the default, and on CPU the runtime the final model runs in.
+
+`session_options` is the single definition of how sessions are configured; compile and bench reuse it
+so probes are timed under exactly the settings the pruned model will run with.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import onnx
+
+from mdp_trt.errors import BackendUnavailable, InputError
+from mdp_trt.latency.backends.base import check_precision, input_feeds
+from mdp_trt.latency.device import cpu_name, default_threads
+from mdp_trt.latency.measurement import Measurement
+from mdp_trt.latency.protocol import MeasureProtocol
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+
+def session_options(threads: int | None = None) -> Any:
+    """Pinned intra-op threads, one inter-op thread, sequential execution, all graph optimisations."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or default_threads()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return opts
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+class OrtBackend:
+    """Times models with an ONNX Runtime session on one execution provider (CPU by default)."""
+
+    def __init__(self, threads: int | None = None, provider: str = "cpu") -> None:
+        if provider not in PROVIDERS:
+            raise InputError(
+                f"unknown ONNX Runtime provider {provider!r}; choose one of {', '.join(PROVIDERS)}"
+            )
+        if PROVIDERS[provider] not in available_providers():
+            raise BackendUnavailable(
+                f"ONNX Runtime here has no {PROVIDERS[provider]}; install onnxruntime-gpu on a machine "
+                "with an NVIDIA GPU"
+            )
+        self.provider = provider
+        self.threads = threads or default_threads()
+        self.name = "ort" if provider == "cpu" else f"ort-{provider}"
+
+    def fingerprint(self, batch: int, precision: str) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        check_precision(precision)
+        return {
+            "backend": "onnxruntime",
+            "backend_version": ort.__version__,
+            "provider": PROVIDERS[self.provider],
+            "device": cpu_name() if self.provider == "cpu" else _gpu_name(),
+            "precision": precision,
+            "threads": self.threads,
+            "batch": batch,
+            "graph_optimization": "all",
+            "estimate": False,
+        }
+
+    def session(self, model: onnx.ModelProto, precision: str = "fp32") -> Any:
+        """An inference session configured like the final model's."""
+        import onnxruntime as ort
+
+        check_precision(precision)
+        if precision == "fp16":
+            if self.provider == "cpu":
+                raise InputError("fp16 is not measured on the ONNX Runtime CPU backend; use fp32")
+            from mdp_trt.latency.fp16 import convert_to_fp16
+
+            model = convert_to_fp16(model)
+        return ort.InferenceSession(
+            model.SerializeToString(),
+            sess_options=session_options(self.threads),
+            providers=[PROVIDERS[self.provider]],
+        )
+
+    def measure(
+        self, model: onnx.ModelProto, protocol: MeasureProtocol, *, batch: int = 1, precision: str = "fp32"
+    ) -> Measurement:
+        import onnxruntime as ort
+
+        sess = self.session(model, precision)
+        feeds = input_feeds(model, batch)
+        if precision == "fp16":
+            feeds = {k: v.astype(np.float16) if v.dtype == np.float32 else v for k, v in feeds.items()}
+        device = "cpu" if self.provider == "cpu" else "cuda"
+        binding = sess.io_binding()
+        for name, value in feeds.items():
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value, device, 0))
+        for out in sess.get_outputs():
+            binding.bind_output(out.name, device)
+
+        def run_once() -> float:
+            t = time.perf_counter_ns()
+            sess.run_with_iobinding(binding)
+            return (time.perf_counter_ns() - t) / 1e6
+
+        return protocol.run(run_once)
+
+
+def _gpu_name() -> str:
+    """Best-effort GPU name for ORT's GPU providers (via cuda-python when present)."""
+    try:
+        from mdp_trt.latency.backends.cuda import device_properties
+
+        return device_properties()["name"]
+    except Exception:  # the provider works without cuda-python; the name is then unknown
+        return "unknown NVIDIA GPU"

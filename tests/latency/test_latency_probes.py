@@ -1,0 +1,101 @@
+"""Probe models: valid ONNX (full check), runnable in ONNX Runtime, with the right shapes; and
+signatures that ignore names and channel counts but see everything else."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from mdp_trt.errors import InputError
+from mdp_trt.graph.structure import EpilogueOp, Layer
+from mdp_trt.latency.probes import IR_VERSION, ProbeSpec, build_probe
+from tests.latency.latency_fakes import BN, RELU, conv_layer, gemm_layer, matmul_layer
+
+
+def _run(model: onnx.ModelProto) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    onnx.checker.check_model(model, full_check=True)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (inp,) = sess.get_inputs()
+    x = np.random.default_rng(0).standard_normal(inp.shape).astype(np.float32)
+    (y,) = sess.run(None, {inp.name: x})
+    assert np.isfinite(y).all()
+    return tuple(inp.shape), tuple(y.shape)
+
+
+CASES: list[tuple[str, Layer, int, int, tuple[int, ...], tuple[int, ...]]] = [
+    ("conv3x3", conv_layer(), 8, 24, (2, 8, 8, 8), (2, 24, 8, 8)),
+    ("conv-stride2", conv_layer(stride=2, size=9), 16, 8, (2, 16, 9, 9), (2, 8, 5, 5)),
+    ("depthwise", conv_layer(c_in=32, c_out=32, depthwise=True, in_group="g", out_group="g"), 24, 24,
+     (2, 24, 8, 8), (2, 24, 8, 8)),
+    ("grouped", conv_layer(c_in=16, c_out=16, group=4), 8, 12, (2, 8, 8, 8), (2, 12, 8, 8)),
+    ("gemm-after-flatten", gemm_layer(c_in=16, repeat=4), 8, 10, (2, 32), (2, 10)),
+    ("matmul-3d", matmul_layer(), 8, 12, (2, 5, 8), (2, 5, 12)),
+    ("clip6", conv_layer(epilogue=(BN, EpilogueOp("c", "Clip", {"min": 0.0, "max": 6.0}))), 8, 8,
+     (2, 8, 8, 8), (2, 8, 8, 8)),
+    ("prelu", conv_layer(epilogue=(EpilogueOp("p", "PRelu", {}),)), 8, 16, (2, 8, 8, 8), (2, 16, 8, 8)),
+    ("leaky", conv_layer(epilogue=(EpilogueOp("l", "LeakyRelu", {"alpha": 0.1}),)), 8, 8, (2, 8, 8, 8),
+     (2, 8, 8, 8)),
+]
+
+
+@pytest.mark.parametrize(("label", "layer", "k_in", "k_out", "x_shape", "y_shape"), CASES,
+                         ids=[c[0] for c in CASES])
+def test_probe_is_valid_and_runs_with_the_right_shapes(label, layer, k_in, k_out, x_shape, y_shape) -> None:
+    model = build_probe(ProbeSpec.from_layer(layer), k_in, k_out, batch=2)
+    assert model.ir_version == IR_VERSION
+    assert model.opset_import[0].version == 17
+    assert _run(model) == (x_shape, y_shape)
+
+
+def test_conv_transpose_probe() -> None:
+    base = conv_layer(kernel=2, stride=2, epilogue=(RELU,))
+    layer = replace(base, op="ConvTranspose", output_shape=(None, 32, 16, 16), weight_shape=(16, 32, 2, 2),
+                    attrs={"kernel_shape": [2, 2], "strides": [2, 2], "pads": [0, 0, 0, 0], "group": 1})
+    assert _run(build_probe(ProbeSpec.from_layer(layer), 8, 4, batch=1)) == ((1, 8, 8, 8), (1, 4, 16, 16))
+
+
+def test_probe_opset_follows_the_model() -> None:
+    model = build_probe(ProbeSpec.from_layer(conv_layer(), opset=13), 8, 8)
+    assert model.opset_import[0].version == 13
+    _run(model)
+
+
+def test_probes_are_deterministic() -> None:
+    spec = ProbeSpec.from_layer(conv_layer())
+    assert build_probe(spec, 8, 8).SerializeToString() == build_probe(spec, 8, 8).SerializeToString()
+
+
+def test_signature_ignores_names_and_channels() -> None:
+    a = ProbeSpec.from_layer(conv_layer(name="a", c_in=16, c_out=32))
+    b = ProbeSpec.from_layer(conv_layer(name="b", c_in=64, c_out=128, in_group="x", out_group="y", block="b1"))
+    assert a.signature == b.signature
+    dw_a = ProbeSpec.from_layer(conv_layer(c_in=32, c_out=32, depthwise=True))
+    dw_b = ProbeSpec.from_layer(conv_layer(c_in=96, c_out=96, depthwise=True))
+    assert dw_a.signature == dw_b.signature
+
+
+@pytest.mark.parametrize("change", [
+    {"size": 16}, {"stride": 2}, {"kernel": 1}, {"epilogue": (BN,)}, {"epilogue": ()}, {"depthwise": True},
+    {"group": 2},
+])
+def test_signature_sees_what_changes_latency(change: dict) -> None:
+    assert ProbeSpec.from_layer(conv_layer(**change)).signature != ProbeSpec.from_layer(conv_layer()).signature
+
+
+def test_signature_sees_in_repeat_and_opset() -> None:
+    assert (ProbeSpec.from_layer(gemm_layer(repeat=4)).signature
+            != ProbeSpec.from_layer(gemm_layer(repeat=1)).signature)
+    assert ProbeSpec.from_layer(conv_layer(), 13).signature != ProbeSpec.from_layer(conv_layer(), 17).signature
+
+
+def test_bad_probe_requests_are_input_errors() -> None:
+    with pytest.raises(InputError):
+        build_probe(ProbeSpec.from_layer(conv_layer(depthwise=True, c_out=16)), 8, 16)
+    with pytest.raises(InputError):
+        build_probe(ProbeSpec.from_layer(conv_layer(c_in=16, c_out=16, group=4)), 6, 8)
+    with pytest.raises(InputError):
+        build_probe(ProbeSpec.from_layer(conv_layer()), 0, 8)

@@ -1,0 +1,138 @@
+"""Profiling: complete tables, deduplicated probes, db reuse, and calibrated prediction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from latency_db import LatencyDB
+from mdp_trt.graph import analyze
+from mdp_trt.graph.structure import Group, Structure
+from mdp_trt.latency import (
+    Calibration,
+    GridConfig,
+    calibrate,
+    get_backend,
+    layer_sum,
+    plan_probes,
+    predict_latency,
+    profile_tables,
+    stored_calibration,
+)
+from mdp_trt.latency.calibrate import calibration_plans, fit, measure_plans
+from mdp_trt.latency.measurement import Measurement
+from mdp_trt.latency.profile import estimate_seconds
+from mdp_trt.prune import Plan
+from mdp_trt.zoo import build
+from tests.latency.latency_fakes import CountingBackend, conv_layer
+
+GRID = GridConfig(levels=4, align=2)
+
+
+@pytest.fixture(scope="module")
+def toy() -> tuple[onnx.ModelProto, Structure]:
+    model = build("toy", input_size=16)
+    return model, analyze(model)
+
+
+def test_profile_fills_every_table_and_reuses_the_db(tmp_path: Path, toy) -> None:
+    _, structure = toy
+    backend = CountingBackend(get_backend("analytic"))
+    with LatencyDB(tmp_path / "lat.sqlite") as db:
+        first = profile_tables(structure, backend, db, grid=GRID)
+        assert first.measured == first.unique_probes == backend.calls > 0
+        assert first.estimate is True and all(t.estimate for t in first.tables.values())
+        assert set(first.tables) == {layer.name for layer in structure.layers}
+        for layer in structure.layers:
+            table = first.tables[layer.name]
+            assert table.in_levels[-1] == layer.in_channels and table.out_levels[-1] == layer.out_channels
+            assert np.isfinite(table.ms).all() and (table.ms > 0).all()
+        second = profile_tables(structure, backend, db, grid=GRID)
+        assert second.measured == 0 and second.reused == first.unique_probes
+        assert backend.calls == first.unique_probes
+        assert all((second.tables[n].ms == first.tables[n].ms).all() for n in first.tables)
+
+
+def test_identical_layers_share_probes() -> None:
+    layers = tuple(conv_layer(name=f"c{i}", in_group=f"a{i}", out_group=f"b{i}") for i in range(3))
+    groups = tuple(Group(g, 16 if g.startswith("a") else 32, True, None, (), (), ())
+                   for i in range(3) for g in (f"a{i}", f"b{i}"))
+    plan = plan_probes(Structure(groups, layers, ()), GRID)
+    assert plan.cells == 3 * len(plan.tasks)
+    assert plan.dedup_ratio == 3.0
+    assert estimate_seconds(list(plan.tasks.values())) > 0
+
+
+def test_depthwise_tables_have_one_row() -> None:
+    model = build("mobilenet_v2", input_size=32, width=0.25)
+    structure = analyze(model)
+    plan = plan_probes(structure, GRID)
+    dw = [g for g in plan.layers if g.depthwise]
+    assert dw and all(len(g.in_levels) == 1 for g in dw)
+    assert all(t.k_in == t.k_out for g in dw for _, _, t in g.cells())
+
+
+def test_fit_recovers_an_affine_law() -> None:
+    points = [{"layer_sum_ms": x, "measured_ms": 1.5 * x + 2.0} for x in (1.0, 2.0, 5.0)]
+    cal = fit(points)
+    assert cal.scale == pytest.approx(1.5) and cal.offset_ms == pytest.approx(2.0)
+    assert max(abs(r) for r in cal.residuals_pct) < 1e-9
+    single = fit([{"layer_sum_ms": 4.0, "measured_ms": 6.0}])
+    assert (single.scale, single.offset_ms) == (1.5, 0.0)
+
+
+def test_fit_never_returns_a_negative_offset() -> None:
+    points = [{"layer_sum_ms": x, "measured_ms": 3.0 * x - 2.0} for x in (1.0, 2.0, 5.0)]
+    cal = fit(points)
+    x = np.array([1.0, 2.0, 5.0])
+    assert cal.offset_ms == 0.0
+    assert cal.scale == pytest.approx(float(np.dot(x, 3 * x - 2) / np.dot(x, x)))
+
+
+def test_prediction_follows_the_plan(tmp_path: Path, toy) -> None:
+    model, structure = toy
+    backend = get_backend("analytic")
+    with LatencyDB(tmp_path / "lat.sqlite") as db:
+        tables = profile_tables(structure, backend, db, grid=GRID).tables
+        dense = layer_sum(structure, tables, Plan())
+        assert dense == pytest.approx(sum(t.dense_ms for t in tables.values()))
+        no_block = Plan(remove_blocks=("b0",))
+        block_layers = [la.name for la in structure.layers if la.block == "b0"]
+        assert layer_sum(structure, tables, no_block) == pytest.approx(
+            dense - sum(tables[n].dense_ms for n in block_layers))
+        narrow = Plan(groups={"g2": (0, 1)})
+        assert layer_sum(structure, tables, narrow) < dense
+        # HALP-style: the consumer of g2 keeps its dense-input cost
+        assert layer_sum(structure, tables, narrow, freeze_inputs=True) > layer_sum(structure, tables, narrow)
+        assert predict_latency(structure, tables, Calibration(2.0, 1.0), Plan()) == pytest.approx(2 * dense + 1)
+
+        cal = calibrate(model, structure, tables, backend, db, grid=GRID,
+                        plans=calibration_plans(structure, GRID, count=3))
+        assert len(cal.points) == 3 and cal.points[0]["kept_fraction"] == 1.0
+        again = stored_calibration(db, backend, model, GRID)
+        assert again is not None and again.scale == pytest.approx(cal.scale)
+        assert stored_calibration(db, backend, model, GridConfig(levels=2)) is None
+
+
+def test_calibration_keeps_the_best_pass(toy) -> None:
+    """A burst of load in one pass (slow measurements) must not reach the fit."""
+    model, structure = toy
+
+    class Bursty:
+        name = "bursty"
+
+        def __init__(self) -> None:
+            self.values = iter([9.0, 2.0, 5.0, 1.0, 4.0, 3.0])  # passes: (9, 2), (5, 1), (4, 3)
+
+        def fingerprint(self, batch: int, precision: str) -> dict:
+            return {"backend": "bursty"}
+
+        def measure(self, model, protocol, *, batch: int = 1, precision: str = "fp32"):
+            ms = next(self.values)
+            return Measurement(ms, ms, ms, 1, 0.0)
+
+    plans = [Plan(), Plan(remove_blocks=("b0",))]
+    assert measure_plans(model, structure, plans, Bursty(), rounds=3) == [4.0, 1.0]

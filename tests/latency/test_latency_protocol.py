@@ -1,0 +1,80 @@
+"""The measurement protocol on deterministic fake timers and a fake clock (no real timing)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mdp_trt.latency.protocol import MeasureProtocol, median_ci, median_rel_halfwidth
+
+
+class FakeDevice:
+    """Returns scripted latencies and advances a fake clock by them."""
+
+    def __init__(self, samples):
+        self.samples = iter(samples)
+        self.now = 0.0
+        self.runs = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def run_once(self) -> float:
+        ms = next(self.samples)
+        self.now += ms / 1000
+        self.runs += 1
+        return ms
+
+
+def _endless(values):
+    while True:
+        yield from values
+
+
+def test_constant_latency_stops_at_min_runs() -> None:
+    dev = FakeDevice(_endless([2.0]))
+    proto = MeasureProtocol(warmup_runs=3, warmup_seconds=0.0, min_runs=10)
+    m = proto.run(dev.run_once, dev.clock)
+    assert (m.median_ms, m.p10_ms, m.p90_ms, m.runs) == (2.0, 2.0, 2.0, 10)
+    assert dev.runs == 13  # 3 warm-up runs are not in the statistics
+    assert m.seconds == pytest.approx(13 * 2.0 / 1000)
+
+
+def test_warmup_outliers_are_discarded() -> None:
+    dev = FakeDevice([50.0, 40.0, 30.0, *[1.0] * 100])
+    m = MeasureProtocol(warmup_runs=3, warmup_seconds=0.0).run(dev.run_once, dev.clock)
+    assert m.median_ms == 1.0 and m.p90_ms == 1.0
+
+
+def test_moderate_noise_converges_to_two_percent() -> None:
+    rng = np.random.default_rng(0)
+    samples = list(10.0 * (1 + 0.05 * rng.standard_normal(100_000)))
+    dev = FakeDevice(samples)
+    m = MeasureProtocol(warmup_seconds=0.0, max_seconds=1e9).run(dev.run_once, dev.clock)
+    assert 10 < m.runs < 500
+    assert abs(m.median_ms - 10.0) < 0.3
+    assert m.p10_ms < m.median_ms < m.p90_ms
+
+
+def test_wild_noise_stops_at_the_time_cap() -> None:
+    rng = np.random.default_rng(1)
+    dev = FakeDevice(list(rng.lognormal(0.0, 2.0, 100_000)))
+    m = MeasureProtocol(warmup_seconds=0.0, max_seconds=0.5).run(dev.run_once, dev.clock)
+    assert m.runs < 100_000
+    assert dev.now >= 0.5  # stopped by the cap, on the fake clock
+
+
+def test_slow_model_still_gets_a_few_runs() -> None:
+    dev = FakeDevice(_endless([900.0, 1000.0, 1100.0]))
+    m = MeasureProtocol(warmup_runs=1, warmup_seconds=0.0, max_seconds=1.0).run(dev.run_once, dev.clock)
+    assert m.runs == 3
+
+
+@given(st.lists(st.floats(0.01, 1000.0), min_size=1, max_size=300))
+def test_median_ci_brackets_the_median(samples: list[float]) -> None:
+    lo, hi = median_ci(samples)
+    med = float(np.median(samples))
+    assert lo <= med <= hi
+    assert median_rel_halfwidth(samples) >= 0

@@ -1,0 +1,39 @@
+"""LatencyTable lookups: exact on the grid, linear between levels, clamped outside."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mdp_trt.latency.tables import LatencyTable
+
+
+def _table() -> LatencyTable:
+    ms = np.array([[1.0, 2.0, 4.0], [2.0, 4.0, 8.0]])
+    return LatencyTable("l", "a", "b", (8, 16), (8, 16, 32), ms)
+
+
+def test_lookup_on_and_between_levels() -> None:
+    t = _table()
+    assert t.lookup(8, 8) == 1.0 and t.lookup(16, 32) == 8.0 and t.dense_ms == 8.0
+    assert t.lookup(None, None) == 8.0
+    assert t.lookup(12, 8) == pytest.approx(1.5)
+    assert t.lookup(12, 24) == pytest.approx(0.5 * 3.0 + 0.5 * 6.0)
+
+
+def test_lookup_clamps_outside_the_grid() -> None:
+    t = _table()
+    assert t.lookup(1, 1) == 1.0
+    assert t.lookup(100, 100) == 8.0
+
+
+def test_single_row_ignores_k_in_and_json_round_trip() -> None:
+    t = LatencyTable("dw", None, "g", (32,), (8, 32), np.array([[1.0, 3.0]]), depthwise=True)
+    assert t.lookup(5, 8) == 1.0 and t.lookup(None, 20) == pytest.approx(2.0)
+    back = LatencyTable.from_json(t.to_json())
+    assert back.to_json() == t.to_json()
+
+
+def test_shape_mismatch_is_refused() -> None:
+    with pytest.raises(ValueError):
+        LatencyTable("l", None, None, (1,), (1, 2), np.zeros((1, 1)))
