@@ -9,6 +9,7 @@ most). The report says whether the target was met by measurement, never by predi
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import sys
 import tempfile
@@ -60,7 +61,7 @@ class BuildConfig:
     align: int = 8
     blocks: bool = True
     threads: int | None = None
-    rounds: int = 3
+    rounds: int = 5
     sweep_points: int = 8
     time_limit: float | None = 60.0
     make_plots: bool = True
@@ -178,8 +179,9 @@ def run_build(model_path: Path, out_dir: Path, config: BuildConfig, console: Con
                     f"met: the smallest reachable latency is {floor:.3f} ms "
                     f"({1000 * config.batch / floor:.1f} FPS, predicted)", min_latency_ms=floor)
             note["detail"] = f"smallest reachable latency {floor:.3f} ms (predicted)"
-        plan, pruned, pruned_ms, predicted, solver_info, importance_kept = _closed_loop(
-            model, structure, scores, levels, problem, backend, config, target_ms, rounds, stages)
+        chosen = _closed_loop(model, structure, scores, levels, problem, backend, config, target_ms, rounds, stages)
+        plan, pruned, pruned_ms = chosen.plan, chosen.pruned, chosen.measured_ms
+        predicted, solver_info, importance_kept = chosen.predicted_ms, chosen.solver, chosen.importance
 
     met = pruned_ms <= target_ms
     with staged_output(out_dir) as staging:
@@ -224,11 +226,32 @@ def _scores(importance: str, model: onnx.ModelProto, structure: Structure) -> di
     return load_scores(Path(importance), model, structure)
 
 
+@dataclass
+class _Attempt:
+    plan: Plan
+    pruned: onnx.ModelProto
+    measured_ms: float
+    predicted_ms: float
+    solver: dict
+    importance: float
+
+
+TIGHT = 1.05  # a met target within 5% of the FPS asked for is close enough to stop
+
+
 def _closed_loop(model, structure, scores, levels, problem, backend, config: BuildConfig, target_ms: float,
-                 rounds: list[dict], stages: Stages):
-    """Solve, prune, measure; on a miss tighten the budget by the measured ratio and go again."""
+                 rounds: list[dict], stages: Stages) -> _Attempt:
+    """Bisect the solver's budget on measurements until the target is met tightly.
+
+    A miss tightens the budget by the measured ratio; a plan that beats the target by more than 5%
+    relaxes it the same way (the model can keep more); once a met and a missed budget bracket the
+    target, the next budget is their geometric mean. The met plan with the most importance wins;
+    when nothing met, the fastest plan measured is returned (and reported as not met).
+    """
     budget = target_ms
-    best = None
+    met_budget, missed_budget = 0.0, float("inf")
+    measured_plans: dict[str, float] = {}
+    attempts: list[_Attempt] = []
     for round_index in range(1, config.rounds + 1):
         with stages.stage("solve") as note:
             try:
@@ -239,27 +262,41 @@ def _closed_loop(model, structure, scores, levels, problem, backend, config: Bui
             plan = plan_from_solution(structure, scores, levels, solution, problem)
             note["detail"] = (f"round {round_index}: {solution.status}, importance kept {solution.objective:.4f}, "
                               f"predicted {solution.latency:.3f} ms, gap {solution.gap or 0:.2e}")
+        key = json.dumps([plan.groups, plan.remove_blocks], sort_keys=True)
         with stages.stage("prune") as note:
             pruned = prune_model(model, structure, plan)
             note["detail"] = f"{len(plan.remove_blocks)} blocks removed"
         with stages.stage("bench", "pruned model") as note:
-            measured = bench_model(pruned, backend, batch=config.batch, precision=config.precision)
-            measured_ms = measured.measurement.median_ms
+            if key not in measured_plans:
+                measured_plans[key] = bench_model(pruned, backend, batch=config.batch,
+                                                  precision=config.precision).measurement.median_ms
+            measured_ms = measured_plans[key]
             note["detail"] = f"round {round_index}: measured {measured_ms:.3f} ms vs target {target_ms:.3f} ms"
         rounds.append({"round": round_index, "budget_ms": budget, "predicted_ms": solution.latency,
                        "measured_ms": measured_ms, "importance_kept": solution.objective})
         solver_info = {"name": config.solver, "status": solution.status, "gap": solution.gap,
                        "seconds": solution.seconds, "objective": solution.objective, "bound": solution.bound,
                        "rounds": round_index}
-        candidate = (plan, pruned, measured_ms, solution.latency, solver_info, solution.objective)
-        if measured_ms <= target_ms:
-            return candidate
-        if best is None or measured_ms < best[2]:
-            best = candidate
-        budget *= target_ms / measured_ms
-    if best is None:
+        attempts.append(_Attempt(plan, pruned, measured_ms, solution.latency, solver_info, solution.objective))
+        met = measured_ms <= target_ms
+        if met and measured_ms * TIGHT >= target_ms:
+            break
+        if met:
+            met_budget = max(met_budget, budget)
+        else:
+            missed_budget = min(missed_budget, budget)
+        proposal = budget * target_ms / measured_ms
+        if met_budget > 0 and missed_budget < float("inf"):
+            proposal = (met_budget * missed_budget) ** 0.5
+        if abs(proposal - budget) <= 1e-6 * budget:
+            break
+        budget = proposal
+    if not attempts:
         raise BudgetError(f"no plan could be found for the target of {target_ms:.3f} ms")
-    return best
+    met_attempts = [a for a in attempts if a.measured_ms <= target_ms]
+    if met_attempts:
+        return max(met_attempts, key=lambda a: a.importance)
+    return min(attempts, key=lambda a: a.measured_ms)
 
 
 def _backend_identity(backend, config: BuildConfig) -> dict:

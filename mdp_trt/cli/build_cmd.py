@@ -30,7 +30,8 @@ def build_command(
     align: int = typer.Option(8, "--align", help="Channel counts are multiples of A."),
     no_blocks: bool = typer.Option(False, "--no-blocks", help="Never remove residual blocks."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for ONNX Runtime (default: all cores)."),
-    rounds: int = typer.Option(3, "--rounds", help="Closed-loop rounds: re-solve when the measurement misses."),
+    rounds: int = typer.Option(5, "--rounds", help="Closed-loop rounds: re-solve with a corrected budget while the "
+                               "measurement misses the target or beats it by more than 5%."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip the plots (and the Pareto sweep)."),
 ) -> None:
     """Prune MODEL to meet a throughput target on this device and compile it.
