@@ -211,21 +211,7 @@ class LatencyDB:
 
     def put_entries(self, fp_hash: str, entries: Iterable[Entry]) -> int:
         """Upsert entries in one transaction; a stored entry is replaced only by a newer one."""
-        rows = [
-            (
-                fp_hash,
-                e.signature,
-                e.k_in,
-                e.k_out,
-                e.median_ms,
-                e.p10_ms,
-                e.p90_ms,
-                e.runs,
-                e.seconds,
-                e.created,
-            )
-            for e in entries
-        ]
+        rows = [_entry_row(fp_hash, e) for e in entries]
         with self._write() as conn:
             conn.executemany(
                 """INSERT INTO entries (fingerprint, signature, k_in, k_out, median_ms, p10_ms, p90_ms,
@@ -387,18 +373,7 @@ class LatencyDB:
                                p90_ms = excluded.p90_ms, runs = excluded.runs,
                                seconds = excluded.seconds, created = excluded.created
                            WHERE excluded.created > entries.created""",
-                        (
-                            rec["fingerprint"],
-                            e.signature,
-                            e.k_in,
-                            e.k_out,
-                            e.median_ms,
-                            e.p10_ms,
-                            e.p90_ms,
-                            e.runs,
-                            e.seconds,
-                            e.created,
-                        ),
+                        _entry_row(rec["fingerprint"], e),
                     )
                 elif kind == "calibration":
                     fields = CalibrationRecord.__dataclass_fields__
@@ -424,3 +399,8 @@ class LatencyDB:
             raise DatabaseError("cannot merge a database into itself")
         with LatencyDB(other_path, readonly=True) as other:
             return self.apply_records(list(other.records()))
+
+
+def _entry_row(fp_hash: str, e: Entry) -> tuple:
+    """The `entries` table's columns for one entry, in insertion order."""
+    return (fp_hash, e.signature, e.k_in, e.k_out, e.median_ms, e.p10_ms, e.p90_ms, e.runs, e.seconds, e.created)
