@@ -51,8 +51,9 @@ def problem_from_model(
             ms = ms[-1:, :]  # a side the solver does not choose stays at its full width
         if out_group is None:
             ms = ms[:, -1:]
-        layers.append(Layer(layer.name, in_group, out_group, layer_block.get(layer.name),
-                            calibration.scale * ms, np.zeros(0)))
+        layers.append(
+            Layer(layer.name, in_group, out_group, layer_block.get(layer.name), calibration.scale * ms, np.zeros(0))
+        )
 
     total = sum(float(np.sum(scores[g.id])) for g in prunable) or 1.0
     for group in prunable:
@@ -60,12 +61,22 @@ def problem_from_model(
         cumulative = np.concatenate([[0.0], np.cumsum(ranked)])
         importance = np.array([cumulative[k] for k in levels[group.id]]) / total
         owner = _owning_block(structure, group.producers, layer_block) if use_blocks else None
-        layers.append(Layer(f"{IMPORTANCE_PREFIX}{group.id}", None, group.id, owner,
-                            np.zeros((1, len(levels[group.id]))), importance))
+        layers.append(
+            Layer(
+                f"{IMPORTANCE_PREFIX}{group.id}",
+                None,
+                group.id,
+                owner,
+                np.zeros((1, len(levels[group.id]))),
+                importance,
+            )
+        )
     return Problem(groups, blocks, tuple(layers), budget_ms, fixed_latency=calibration.offset_ms, units="ms")
 
 
-def _owning_block(structure: Structure, producers: tuple[str, ...], layer_block: Mapping[str, str | None]) -> str | None:
+def _owning_block(
+    structure: Structure, producers: tuple[str, ...], layer_block: Mapping[str, str | None]
+) -> str | None:
     """The innermost block that contains every producer (None if some producer is outside all blocks)."""
     parents = {b.id: b.parent for b in structure.blocks}
 
