@@ -99,6 +99,7 @@ def main() -> int:
     parser.add_argument("--milp-time-limit", type=float, default=300.0, help="seconds (default 300)")
     parser.add_argument("--cases", choices=("all", "real", "synthetic"), default="all", help="which problems")
     parser.add_argument("--match", default="", help="only cases whose name contains this")
+    parser.add_argument("--solvers", default=",".join(SOLVERS), help="comma-separated subset of " + ",".join(SOLVERS))
     parser.add_argument("--json", type=Path, default=None, help="also write the raw rows here")
     args = parser.parse_args()
     repeats = args.repeats or (1 if args.quick else 3)
@@ -119,7 +120,7 @@ def main() -> int:
         budget = problem.budget if fraction is None else fraction * _dense(problem)
         assert budget is not None
         milp_objective = None
-        for solver in SOLVERS:
+        for solver in [s for s in SOLVERS if s in args.solvers.split(",")]:
             limit = minlp_limit if solver == "minlp" else args.milp_time_limit if solver == "milp" else None
             row = _measure(problem, budget, solver, 1 if solver == "minlp" else repeats, limit)
             row.instance = name

@@ -4,7 +4,7 @@ Each group's levels are its channel chunks in importance order; taking chunk k (
 to k) gains the importance difference and costs the latency difference of every layer the group feeds
 as output, read along the out axis with the layer's input frozen at its current, dense width (the
 largest allowed level of the in-group). A group's chunks are taken as a prefix (top-k), so the
-knapsack picks one level per group. It is solved as a small MILP on HiGHS, to a 1e-6 relative gap.
+knapsack picks one level per group. It is solved as a small MILP on HiGHS, to a 1e-4 relative gap.
 All blocks are kept: HALP prunes channels only.
 
 The frozen-input cost ignores that inputs shrink too, so the plan is then graded on the true tables
@@ -27,9 +27,10 @@ from mdp_trt.solve.problem import Problem
 from mdp_trt.solve.solution import Solution
 
 ROUNDS = 5
-# The knapsack has thousands of near-equal chunks on fine grids; closing its gap below this costs
-# HiGHS minutes for no visible change (HALP itself solves it by DP on a coarse latency grid).
-KNAPSACK_REL_GAP = 1e-6
+# The knapsack has thousands of near-equal chunks on fine grids; closing its gap below HiGHS's default
+# costs minutes (ResNet-101, 32 levels: > 2 min at 1e-6, 1.7 s at 1e-4). HALP itself solves it by DP
+# on a coarse latency grid, no more exact than this.
+KNAPSACK_REL_GAP = 1e-4
 
 
 def _halp_costs(problem: Problem) -> tuple[float, dict[str, np.ndarray], dict[str, np.ndarray]]:
