@@ -1,0 +1,147 @@
+"""The whole MDP flow for a PyTorch model: export, Taylor importance, latency tables, solve, masks.
+
+It is `build` up to the plan, in Python, with Taylor scores instead of magnitude: the latency side
+(profile only what the database lacks, calibrate, measure the dense model, close the loop on the
+device) is the ONNX pipeline's own, run on the model's export. The model comes back masked by the plan,
+ready to fine-tune; afterwards `export` + `mdp_trt.prune.prune_model(..., plan)` give the pruned ONNX.
+
+`setup` and `plan_for` are the two halves, for callers that solve several targets or solvers on one
+model (scores, tables and calibration are computed once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from mdp_trt.errors import BudgetError, InputError
+from mdp_trt.latency.backends import Backend, get_backend
+from mdp_trt.latency.bench import bench_model
+from mdp_trt.latency.calibrate import Calibration, calibrate, stored_calibration
+from mdp_trt.latency.grid import GridConfig, group_levels
+from mdp_trt.latency.profile import model_opset, profile_tables
+from mdp_trt.latency.store import open_db, resolve_db_path
+from mdp_trt.prune import Plan, prune_model
+from mdp_trt.solve.from_model import plan_from_solution, problem_from_model
+from mdp_trt.solve.problem import Problem
+from mdp_trt.solve.solvers import solve
+from mdp_trt.torch.blocks import branch_modules
+from mdp_trt.torch.export import Inputs
+from mdp_trt.torch.graph import TorchGraph, trace
+from mdp_trt.torch.masks import apply_masks
+from mdp_trt.torch.taylor import LossFn, taylor_scores
+
+
+@dataclass(frozen=True)
+class PruningSetup:
+    """Everything a plan is solved from: the traced model, its scores, latency model and dense latency."""
+
+    graph: TorchGraph
+    scores: dict[str, np.ndarray]
+    levels: dict[str, tuple[int, ...]]
+    calibration: Calibration
+    problem: Problem
+    backend: Backend
+    batch: int
+    dense_ms: float
+
+
+def prune(model: nn.Module, example_inputs: Inputs, data: Iterable[tuple[Any, Any]], loss_fn: LossFn, *,
+          fps: float | None = None, latency_ms: float | None = None, speedup: float | None = None,
+          batch: int = 1, backend: str = "ort", solver: str = "milp", grid: int = 8, align: int = 8,
+          db: str | Path | None = None, steps: int = 32, threads: int | None = None, blocks: bool = True,
+          rounds: int = 3, time_limit: float | None = 60.0) -> tuple[nn.Module, Plan]:
+    """Prune `model` for one target, as `build` takes them: `fps` (images/s at `batch`), `latency_ms`
+    (per batch) or `speedup` (over the measured dense latency). Returns the model, masked in place, and
+    the plan (its `extra` holds the dense, target and measured latencies)."""
+    _check_target(fps, latency_ms, speedup, batch)
+    ready = setup(model, example_inputs, data, loss_fn, batch=batch, backend=backend, grid=grid, align=align,
+                  db=db, steps=steps, threads=threads, blocks=blocks)
+    if speedup is not None:
+        target_ms = ready.dense_ms / speedup
+    else:
+        target_ms = 1000.0 * batch / fps if fps is not None else float(latency_ms)
+    plan = plan_for(ready, target_ms, solver, rounds=rounds, time_limit=time_limit)
+    return apply_masks(model, ready.graph, plan, example_inputs), plan
+
+
+def setup(model: nn.Module, example_inputs: Inputs, data: Iterable[tuple[Any, Any]], loss_fn: LossFn, *,
+          batch: int = 1, backend: str = "ort", grid: int = 8, align: int = 8, db: str | Path | None = None,
+          steps: int = 32, threads: int | None = None, blocks: bool = True) -> PruningSetup:
+    """Trace, score, profile (only what the database lacks), calibrate and measure the dense model."""
+    graph = trace(model, example_inputs)
+    structure = graph.structure
+    if blocks:  # fail now, not after profiling, if a block cannot be removed on the PyTorch side
+        branch_modules(model, graph, [b.id for b in structure.blocks], example_inputs)
+    scores = taylor_scores(model, graph, data, loss_fn, steps)
+    grid_config = GridConfig(levels=grid, align=align)
+    levels = group_levels(structure, grid_config)
+    db_path = resolve_db_path(db)
+    device = get_backend(backend, threads=threads, db_path=db_path)
+    onnx_model = graph.onnx_model
+    with open_db(db_path) as store:
+        tables = profile_tables(structure, device, store, batch=batch, grid=grid_config,
+                                opset=model_opset(onnx_model)).tables
+        calibration = stored_calibration(store, device, onnx_model, grid_config, batch=batch)
+        if calibration is None:
+            calibration = calibrate(onnx_model, structure, tables, device, store, batch=batch, grid=grid_config)
+    dense_ms = bench_model(onnx_model, device, batch=batch).measurement.median_ms
+    problem = problem_from_model(structure, scores, tables, levels, calibration, use_blocks=blocks)
+    return PruningSetup(graph, scores, levels, calibration, problem, device, batch, dense_ms)
+
+
+def _check_target(fps: float | None, latency_ms: float | None, speedup: float | None, batch: int) -> None:
+    """Refuse a bad target before any work is done."""
+    given = {name: value for name, value in (("fps", fps), ("latency_ms", latency_ms), ("speedup", speedup))
+             if value is not None}
+    if len(given) != 1:
+        raise InputError("give exactly one target: fps, latency_ms or speedup")
+    if batch < 1:
+        raise InputError(f"batch must be at least 1, got {batch}")
+    (name, value), = given.items()
+    if not value > 0 or (name == "speedup" and value < 1):
+        raise InputError(f"{name} must be {'at least 1' if name == 'speedup' else 'positive'}, got {value}")
+
+
+def plan_for(ready: PruningSetup, target_ms: float, solver: str = "milp", *, rounds: int = 3,
+             time_limit: float | None = 60.0) -> Plan:
+    """Solve, prune the export, measure; on a miss tighten the budget by the measured ratio and solve
+    again (`build`'s closed loop). Returns the first plan that meets the target by measurement, else
+    the fastest one measured (`extra["met"]` says which); raises BudgetError when no round finds a plan.
+
+    A heuristic that cannot fit the budget (HALP keeps every block) still returns its best plan; it is
+    measured like any other, and the loop stops once a tighter budget brings no new plan.
+    """
+    info: dict[str, Any] = {"target_ms": target_ms, "dense_ms": ready.dense_ms, "batch": ready.batch, "rounds": []}
+    if ready.dense_ms <= target_ms:
+        return Plan(extra={**info, "measured_ms": ready.dense_ms, "met": True})
+    structure, budget, best, seen = ready.graph.structure, target_ms, None, set()
+    for _ in range(rounds):
+        try:
+            solution = solve(ready.problem, solver, budget=budget, time_limit=time_limit)
+        except BudgetError:
+            break
+        plan = plan_from_solution(structure, ready.scores, ready.levels, solution, ready.problem)
+        key = (tuple(sorted(plan.groups.items())), plan.remove_blocks)
+        if key in seen:
+            break
+        seen.add(key)
+        pruned = prune_model(ready.graph.onnx_model, structure, plan)
+        measured = bench_model(pruned, ready.backend, batch=ready.batch).measurement.median_ms
+        info["rounds"].append({"budget_ms": budget, "predicted_ms": solution.latency, "measured_ms": measured,
+                               "importance_kept": solution.objective, "status": solution.status})
+        candidate = Plan(plan.groups, plan.remove_blocks,
+                         {**plan.extra, **info, "measured_ms": measured, "met": measured <= target_ms})
+        if best is None or measured < best.extra["measured_ms"]:
+            best = candidate
+        if measured <= target_ms:
+            return candidate
+        budget *= target_ms / measured
+    if best is None:
+        raise BudgetError(f"no plan found for the target of {target_ms:.3f} ms")
+    return best

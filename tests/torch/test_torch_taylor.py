@@ -1,0 +1,85 @@
+"""Taylor importance against a hand computation, and the importance file round trip."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import mdp_trt.torch as mt  # noqa: E402  (only once torch is known to be there)
+from mdp_trt.importance import load_scores  # noqa: E402
+from mdp_trt.torch.graph import trace  # noqa: E402
+from tests.torch.tiny import batches, tiny  # noqa: E402
+
+# The parameters carrying each prunable group's channels: BN gamma/beta where a BN follows the
+# producing conv, the filter and bias where none does.
+CARRIERS = {
+    "g1": [("stem.1.weight", 0), ("stem.1.bias", 0), ("body.1.weight", 0), ("body.1.bias", 0)],
+    "g2": [("head.weight", 0), ("head.bias", 0)],
+}
+
+
+def loss_fn(output, target):
+    return torch.nn.functional.cross_entropy(output, target)
+
+
+def directional_derivative(model, group: str, channel: int, inputs, targets, eps: float = 1e-6) -> float:
+    """d/dt of the loss when every parameter carrying `channel` is scaled by (1 + t), at t = 0: by
+    definition the sum of w * dL/dw over them, the channel's first-order Taylor term."""
+    losses = []
+    for t in (eps, -eps):
+        scaled = copy.deepcopy(model)
+        params = dict(scaled.named_parameters())
+        with torch.no_grad():
+            for name, axis in CARRIERS[group]:
+                params[name].select(axis, channel).mul_(1 + t)
+            losses.append(float(loss_fn(scaled(inputs), targets)))
+    return (losses[0] - losses[1]) / (2 * eps)
+
+
+def double_batches(count: int):
+    return [(x.double(), y) for x, y in batches(count)]
+
+
+def test_scores_are_per_batch_absolute_taylor_terms_summed_over_the_groups_producers():
+    model = tiny().double().eval()
+    data = double_batches(3)
+    scores = mt.taylor_importance(model, data, loss_fn, 2, data[0][0][:1])
+    assert set(CARRIERS) <= set(scores)
+    discriminates = False
+    for group, carriers in CARRIERS.items():
+        size = model.get_submodule(carriers[0][0].rsplit(".", 1)[0]).weight.shape[0]
+        per_batch = np.array([[directional_derivative(model, group, c, x, y) for c in range(size)]
+                              for x, y in data[:2]])  # steps=2: the third batch is not used
+        np.testing.assert_allclose(scores[group], np.abs(per_batch).sum(axis=0), rtol=1e-6, atol=1e-10)
+        discriminates |= not np.allclose(np.abs(per_batch).sum(axis=0), np.abs(per_batch.sum(axis=0)))
+    assert discriminates, "some channel's batches disagree in sign, so |sum| and sum|.| differ"
+
+
+def test_scoring_leaves_the_model_as_it_was():
+    model = tiny().train()
+    state = copy.deepcopy(model.state_dict())
+    data = batches(2)
+    mt.taylor_importance(model, data, loss_fn, 2, data[0][0][:1])
+    assert model.training and all(m.training for m in model.modules())
+    assert all(p.grad is None for p in model.parameters())
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, state[name]), name
+
+
+def test_importance_file_round_trips_through_load_scores(tmp_path):
+    model = tiny()
+    data = batches(2)
+    example = data[0][0][:1]
+    scores = mt.taylor_importance(model, data, loss_fn, 2, example)
+    path = tmp_path / "scores.npz"
+    mt.save_importance(scores, path)
+    graph = trace(model, example)
+    loaded = load_scores(path, graph.onnx_model, graph.structure)
+    assert set(loaded) == set(scores)
+    for gid, values in scores.items():
+        np.testing.assert_array_equal(loaded[gid], values)
+    assert {gid: v.shape for gid, v in scores.items()} == {g.id: (g.size,) for g in graph.structure.groups}
