@@ -1,39 +1,28 @@
 """The `mdp-trt` command line: a thin layer that wires the stages and prints.
 
-Each command lives in its own module and registers itself on `app`; this module only imports them
-and turns `MdpError` into a one-line message and its exit code.
+Each command lives in its own module and registers itself on `app` when imported; this module
+imports them and turns `MdpError` into a one-line message and its exit code.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
 
+from mdp_trt.cli import (  # noqa: F401 - each module registers its command on `app`
+    analyze_cmd,
+    bench_cmd,
+    build_cmd,
+    compile_cmd,
+    db_cmd,
+    doctor_cmd,
+    predict_cmd,
+    profile_cmd,
+    prune_cmd,
+    solve_cmd,
+    zoo_cmd,
+)
 from mdp_trt.cli.app import app, console_err
 from mdp_trt.errors import MdpError
-
-_COMMAND_MODULES = (
-    "zoo",
-    "analyze",
-    "prune",
-    "solve",
-    "db",
-    "profile",
-    "bench",
-    "predict",
-    "build",
-    "compile",
-    "doctor",
-)
-
-
-def _register_commands() -> None:
-    for name in _COMMAND_MODULES:
-        try:
-            importlib.import_module(f"mdp_trt.cli.{name}_cmd")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"mdp_trt.cli.{name}_cmd":
-                raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     Click handles usage errors and --help itself (exit code 2 / 0); our own errors become one red line
     and their exit code, never a traceback.
     """
-    _register_commands()
     try:
         app(args=argv, standalone_mode=True)
     except MdpError as exc:
