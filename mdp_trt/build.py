@@ -243,10 +243,10 @@ def _closed_loop(model, structure, scores, levels, problem, backend, config: Bui
                  rounds: list[dict], stages: Stages) -> _Attempt:
     """Bisect the solver's budget on measurements until the target is met tightly.
 
-    A miss tightens the budget by the measured ratio; a plan that beats the target by more than 5%
-    relaxes it the same way (the model can keep more); once a met and a missed budget bracket the
-    target, the next budget is their geometric mean. The met plan with the most importance wins;
-    when nothing met, the fastest plan measured is returned (and reported as not met).
+    A miss sets the next budget to the plan's predicted latency times target / measured; a plan that
+    beats the target by more than 5% relaxes the same way (the model can keep more); once a met and a
+    missed budget bracket the target, the next budget is their geometric mean. The met plan with the
+    most importance wins; when nothing met, the fastest plan measured is returned (reported as not met).
     """
     budget = target_ms
     met_budget, missed_budget = 0.0, float("inf")
@@ -285,7 +285,9 @@ def _closed_loop(model, structure, scores, levels, problem, backend, config: Bui
             met_budget = max(met_budget, budget)
         else:
             missed_budget = min(missed_budget, budget)
-        proposal = budget * target_ms / measured_ms
+        # Scale the plan's own prediction, not the budget: a budget can shrink and still admit the
+        # same plan when that plan's prediction was already under it.
+        proposal = solution.latency * target_ms / measured_ms
         if met_budget > 0 and missed_budget < float("inf"):
             proposal = (met_budget * missed_budget) ** 0.5
         if abs(proposal - budget) <= 1e-6 * budget:

@@ -141,7 +141,7 @@ def plan_for(ready: PruningSetup, target_ms: float, solver: str = "milp", *, rou
             best = candidate
         if measured <= target_ms:
             return candidate
-        budget *= target_ms / measured
+        budget = solution.latency * target_ms / measured  # as in build: scale the plan's prediction
     if best is None:
         raise BudgetError(f"no plan found for the target of {target_ms:.3f} ms")
     return best
