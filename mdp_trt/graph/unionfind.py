@@ -12,9 +12,6 @@ class UnionFind:
         self._parent: list[int] = []
         self._size: list[int] = []
 
-    def __len__(self) -> int:
-        return len(self._parent)
-
     def new(self, count: int) -> np.ndarray:
         start = len(self._parent)
         self._parent.extend(range(start, start + count))
