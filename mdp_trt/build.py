@@ -9,7 +9,6 @@ most). The report says whether the target was met by measurement, never by predi
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import onnx
 from rich.console import Console
 
 from mdp_trt import plots
+from mdp_trt.closed_loop import closed_loop
 from mdp_trt.compile import compile_model
 from mdp_trt.errors import BudgetError, InputError
 from mdp_trt.graph import Structure, analyze, load_model
@@ -37,11 +37,10 @@ from mdp_trt.latency.predict import kept_widths, layer_channels, predict_latency
 from mdp_trt.latency.profile import model_opset, profile_tables
 from mdp_trt.latency.store import open_db, resolve_db_path
 from mdp_trt.latency.tables import LatencyTable
-from mdp_trt.prune import Plan, prune_model
+from mdp_trt.prune import Plan
 from mdp_trt.report import ModelStats, Report
-from mdp_trt.solve.from_model import plan_from_solution, problem_from_model
+from mdp_trt.solve.from_model import problem_from_model
 from mdp_trt.solve.min_latency import min_latency
-from mdp_trt.solve.solvers import solve
 from mdp_trt.solve.sweep import sweep
 from mdp_trt.stats import flop_count, parameter_count
 
@@ -179,7 +178,10 @@ def run_build(model_path: Path, out_dir: Path, config: BuildConfig, console: Con
                     f"met: the smallest reachable latency is {floor:.3f} ms "
                     f"({1000 * config.batch / floor:.1f} FPS, predicted)", min_latency_ms=floor)
             note["detail"] = f"smallest reachable latency {floor:.3f} ms (predicted)"
-        chosen = _closed_loop(model, structure, scores, levels, problem, backend, config, target_ms, rounds, stages)
+        chosen = closed_loop(model, structure, scores, levels, problem, backend, target_ms,
+                             solver=config.solver, rounds=config.rounds, time_limit=config.time_limit,
+                             batch=config.batch, precision=config.precision, stage=stages.stage)
+        rounds = chosen.rounds
         plan, pruned, pruned_ms = chosen.plan, chosen.pruned, chosen.measured_ms
         predicted, solver_info, importance_kept = chosen.predicted_ms, chosen.solver, chosen.importance
 
@@ -224,81 +226,6 @@ def _scores(importance: str, model: onnx.ModelProto, structure: Structure) -> di
     if importance == "magnitude":
         return channel_scores(model, structure, norm="l2")
     return load_scores(Path(importance), model, structure)
-
-
-@dataclass
-class _Attempt:
-    plan: Plan
-    pruned: onnx.ModelProto
-    measured_ms: float
-    predicted_ms: float
-    solver: dict
-    importance: float
-
-
-TIGHT = 1.05  # a met target within 5% of the FPS asked for is close enough to stop
-
-
-def _closed_loop(model, structure, scores, levels, problem, backend, config: BuildConfig, target_ms: float,
-                 rounds: list[dict], stages: Stages) -> _Attempt:
-    """Bisect the solver's budget on measurements until the target is met tightly.
-
-    A miss sets the next budget to the plan's predicted latency times target / measured; a plan that
-    beats the target by more than 5% relaxes the same way (the model can keep more); once a met and a
-    missed budget bracket the target, the next budget is their geometric mean. The met plan with the
-    most importance wins; when nothing met, the fastest plan measured is returned (reported as not met).
-    """
-    budget = target_ms
-    met_budget, missed_budget = 0.0, float("inf")
-    measured_plans: dict[str, float] = {}
-    attempts: list[_Attempt] = []
-    for round_index in range(1, config.rounds + 1):
-        with stages.stage("solve") as note:
-            try:
-                solution = solve(problem, config.solver, budget=budget, time_limit=config.time_limit)
-            except BudgetError:
-                note["detail"] = f"round {round_index}: budget {budget:.3f} ms is below the smallest reachable"
-                break
-            plan = plan_from_solution(structure, scores, levels, solution, problem)
-            note["detail"] = (f"round {round_index}: {solution.status}, importance kept {solution.objective:.4f}, "
-                              f"predicted {solution.latency:.3f} ms, gap {solution.gap or 0:.2e}")
-        key = json.dumps([plan.groups, plan.remove_blocks], sort_keys=True)
-        with stages.stage("prune") as note:
-            pruned = prune_model(model, structure, plan)
-            note["detail"] = f"{len(plan.remove_blocks)} blocks removed"
-        with stages.stage("bench", "pruned model") as note:
-            if key not in measured_plans:
-                measured_plans[key] = bench_model(pruned, backend, batch=config.batch,
-                                                  precision=config.precision).measurement.median_ms
-            measured_ms = measured_plans[key]
-            note["detail"] = f"round {round_index}: measured {measured_ms:.3f} ms vs target {target_ms:.3f} ms"
-        rounds.append({"round": round_index, "budget_ms": budget, "predicted_ms": solution.latency,
-                       "measured_ms": measured_ms, "importance_kept": solution.objective})
-        solver_info = {"name": config.solver, "status": solution.status, "gap": solution.gap,
-                       "seconds": solution.seconds, "objective": solution.objective, "bound": solution.bound,
-                       "rounds": round_index}
-        attempts.append(_Attempt(plan, pruned, measured_ms, solution.latency, solver_info, solution.objective))
-        met = measured_ms <= target_ms
-        if met and measured_ms * TIGHT >= target_ms:
-            break
-        if met:
-            met_budget = max(met_budget, budget)
-        else:
-            missed_budget = min(missed_budget, budget)
-        # Scale the plan's own prediction, not the budget: a budget can shrink and still admit the
-        # same plan when that plan's prediction was already under it.
-        proposal = solution.latency * target_ms / measured_ms
-        if met_budget > 0 and missed_budget < float("inf"):
-            proposal = (met_budget * missed_budget) ** 0.5
-        if abs(proposal - budget) <= 1e-6 * budget:
-            break
-        budget = proposal
-    if not attempts:
-        raise BudgetError(f"no plan could be found for the target of {target_ms:.3f} ms")
-    met_attempts = [a for a in attempts if a.measured_ms <= target_ms]
-    if met_attempts:
-        return max(met_attempts, key=lambda a: a.importance)
-    return min(attempts, key=lambda a: a.measured_ms)
 
 
 def _backend_identity(backend, config: BuildConfig) -> dict:

@@ -19,17 +19,17 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from mdp_trt.errors import BudgetError, InputError
+from mdp_trt.closed_loop import closed_loop
+from mdp_trt.errors import InputError
 from mdp_trt.latency.backends import Backend, get_backend
 from mdp_trt.latency.bench import bench_model
 from mdp_trt.latency.calibrate import Calibration, calibrate, stored_calibration
 from mdp_trt.latency.grid import GridConfig, group_levels
 from mdp_trt.latency.profile import model_opset, profile_tables
 from mdp_trt.latency.store import open_db, resolve_db_path
-from mdp_trt.prune import Plan, prune_model
-from mdp_trt.solve.from_model import plan_from_solution, problem_from_model
+from mdp_trt.prune import Plan
+from mdp_trt.solve.from_model import problem_from_model
 from mdp_trt.solve.problem import Problem
-from mdp_trt.solve.solvers import solve
 from mdp_trt.torch.blocks import branch_modules
 from mdp_trt.torch.export import Inputs
 from mdp_trt.torch.graph import TorchGraph, trace
@@ -110,38 +110,18 @@ def _check_target(fps: float | None, latency_ms: float | None, speedup: float | 
 
 def plan_for(ready: PruningSetup, target_ms: float, solver: str = "milp", *, rounds: int = 3,
              time_limit: float | None = 60.0) -> Plan:
-    """Solve, prune the export, measure; on a miss tighten the budget by the measured ratio and solve
-    again (`build`'s closed loop). Returns the first plan that meets the target by measurement, else
-    the fastest one measured (`extra["met"]` says which); raises BudgetError when no round finds a plan.
+    """Run `build`'s closed loop (`mdp_trt.closed_loop`) on the export: solve, prune, measure, correct.
 
-    A heuristic that cannot fit the budget (HALP keeps every block) still returns its best plan; it is
-    measured like any other, and the loop stops once a tighter budget brings no new plan.
+    Returns the met plan with the most importance, else the fastest one measured (`extra["met"]` says
+    which); raises BudgetError when no round finds a plan.
     """
     info: dict[str, Any] = {"target_ms": target_ms, "dense_ms": ready.dense_ms, "batch": ready.batch, "rounds": []}
     if ready.dense_ms <= target_ms:
         return Plan(extra={**info, "measured_ms": ready.dense_ms, "met": True})
-    structure, budget, best, seen = ready.graph.structure, target_ms, None, set()
-    for _ in range(rounds):
-        try:
-            solution = solve(ready.problem, solver, budget=budget, time_limit=time_limit)
-        except BudgetError:
-            break
-        plan = plan_from_solution(structure, ready.scores, ready.levels, solution, ready.problem)
-        key = (tuple(sorted(plan.groups.items())), plan.remove_blocks)
-        if key in seen:
-            break
-        seen.add(key)
-        pruned = prune_model(ready.graph.onnx_model, structure, plan)
-        measured = bench_model(pruned, ready.backend, batch=ready.batch).measurement.median_ms
-        info["rounds"].append({"budget_ms": budget, "predicted_ms": solution.latency, "measured_ms": measured,
-                               "importance_kept": solution.objective, "status": solution.status})
-        candidate = Plan(plan.groups, plan.remove_blocks,
-                         {**plan.extra, **info, "measured_ms": measured, "met": measured <= target_ms})
-        if best is None or measured < best.extra["measured_ms"]:
-            best = candidate
-        if measured <= target_ms:
-            return candidate
-        budget = solution.latency * target_ms / measured  # as in build: scale the plan's prediction
-    if best is None:
-        raise BudgetError(f"no plan found for the target of {target_ms:.3f} ms")
-    return best
+    chosen = closed_loop(ready.graph.onnx_model, ready.graph.structure, ready.scores, ready.levels, ready.problem,
+                         ready.backend, target_ms, solver=solver, rounds=rounds, time_limit=time_limit,
+                         batch=ready.batch)
+    plan = chosen.plan
+    return Plan(plan.groups, plan.remove_blocks, {**plan.extra, **info, "rounds": chosen.rounds,
+                                                  "measured_ms": chosen.measured_ms,
+                                                  "met": chosen.measured_ms <= target_ms})
