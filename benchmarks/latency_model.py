@@ -1,8 +1,9 @@
 """Accuracy of the latency model: predicted vs measured latency of random pruning plans.
 
 For each zoo model: profile the layer tables (default grid), calibrate the whole-model part on the
-dense model and 7 random plans (seed 0, as `calibrate` does), then measure 20 other random plans
-(seed 1000: random kept channels on the grid, ~25% of blocks removed) and compare with
+dense model, the smallest plan and 6 plans spread between them (seed 0, as `calibrate` does), then
+measure 20 random plans of another kind (seed 1000: every group at a uniformly random grid level,
+random channels, ~25% of blocks removed) and compare with
 - the bilayer model (MDP): table read at (kept inputs, kept outputs), calibrated;
 - a HALP-style model: table read at (dense inputs, kept outputs), calibrated on the same points.
 Calibration points are the lowest median over 3 round-robin passes (as in `calibrate`); the

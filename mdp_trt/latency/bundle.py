@@ -19,7 +19,7 @@ from rich.console import Console
 from latency_db import Entry, LatencyDB
 from mdp_trt.errors import InputError
 from mdp_trt.io import save_model_atomic, write_text_atomic
-from mdp_trt.latency.backends.base import Backend
+from mdp_trt.latency.backends.base import Backend, measure_probe
 from mdp_trt.latency.probes import build_probe
 from mdp_trt.latency.profile import ProbeTask, progress_bar
 from mdp_trt.latency.protocol import PROBE_PROTOCOL, MeasureProtocol
@@ -103,7 +103,7 @@ def run_bundle(
             if not path.resolve().is_relative_to(directory.resolve()):
                 raise InputError(f"{MANIFEST}: probe path {probe.file!r} leaves the bundle")
             model = onnx.load(str(path))
-            m = backend.measure(model, protocol, batch=batch, precision=precision)
+            m = measure_probe(backend, model, protocol, batch=batch, precision=precision)
             db.put_entries(
                 fp_hash,
                 [

@@ -25,7 +25,7 @@ from rich.progress import (
 
 from latency_db import Entry, EntryKey, LatencyDB
 from mdp_trt.graph.structure import Layer, Structure
-from mdp_trt.latency.backends.base import Backend
+from mdp_trt.latency.backends.base import Backend, measure_probe
 from mdp_trt.latency.grid import DEFAULT_GRID, GridConfig, group_levels
 from mdp_trt.latency.probes import DEFAULT_OPSET, ProbeSpec, build_probe
 from mdp_trt.latency.protocol import PROBE_PROTOCOL, MeasureProtocol
@@ -201,7 +201,7 @@ def profile_tables(
         bar = progress.add_task(f"profiling on {backend.name}", total=len(missing))
         for task in missing:
             probe = build_probe(task.spec, task.k_in, task.k_out, batch)
-            m = backend.measure(probe, protocol, batch=batch, precision=precision)
+            m = measure_probe(backend, probe, protocol, batch=batch, precision=precision)
             entry = Entry(
                 task.spec.signature, task.k_in, task.k_out, m.median_ms, m.p10_ms, m.p90_ms, m.runs, m.seconds
             )

@@ -5,8 +5,9 @@ best channel scores, once, however many layers produce the group. So each prunab
 own zero-latency "importance" entry, gated by the innermost block that holds every producer of the
 group (a group living inside a residual branch is lost with the branch; a residual stream is not).
 Scores are normalised so the objective is the fraction of the model's prunable importance kept.
-Latency tables enter scaled by the whole-model calibration (`total = scale * sum + offset`), with the
-offset as the fixed part, so the solver's latency is the calibrated prediction.
+Latency tables enter scaled by the whole-model calibration law near the budget
+(`total = scale * sum + offset`, `Calibration.law`), with the offset as the fixed part, so the solver's
+latency is the calibrated prediction where it matters: at the budget.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def problem_from_model(
     *,
     use_blocks: bool = True,
 ) -> Problem:
+    law = calibration.law(budget_ms) if budget_ms is not None else calibration
     prunable = [g for g in structure.groups if g.prunable and len(levels[g.id]) > 1]
     in_problem = {g.id for g in prunable}
     groups = tuple(Group(g.id, tuple(float(k) for k in levels[g.id]), 0, len(levels[g.id]) - 1) for g in prunable)
@@ -52,7 +54,7 @@ def problem_from_model(
         if out_group is None:
             ms = ms[:, -1:]
         layers.append(
-            Layer(layer.name, in_group, out_group, layer_block.get(layer.name), calibration.scale * ms, np.zeros(0))
+            Layer(layer.name, in_group, out_group, layer_block.get(layer.name), law.scale * ms, np.zeros(0))
         )
 
     total = sum(float(np.sum(scores[g.id])) for g in prunable) or 1.0
@@ -71,7 +73,7 @@ def problem_from_model(
                 importance,
             )
         )
-    return Problem(groups, blocks, tuple(layers), budget_ms, fixed_latency=calibration.offset_ms, units="ms")
+    return Problem(groups, blocks, tuple(layers), budget_ms, fixed_latency=law.offset_ms, units="ms")
 
 
 def _owning_block(

@@ -23,6 +23,7 @@ from mdp_trt.latency import (
     stored_calibration,
 )
 from mdp_trt.latency.calibrate import calibration_plans, fit, measure_plans
+from mdp_trt.latency.grid import group_levels
 from mdp_trt.latency.measurement import Measurement
 from mdp_trt.latency.profile import estimate_seconds
 from mdp_trt.prune import Plan
@@ -84,12 +85,41 @@ def test_fit_recovers_an_affine_law() -> None:
     assert (single.scale, single.offset_ms) == (1.5, 0.0)
 
 
-def test_fit_never_returns_a_negative_offset() -> None:
-    points = [{"layer_sum_ms": x, "measured_ms": 3.0 * x - 2.0} for x in (1.0, 2.0, 5.0)]
-    cal = fit(points)
-    x = np.array([1.0, 2.0, 5.0])
-    assert cal.offset_ms == 0.0
-    assert cal.scale == pytest.approx(float(np.dot(x, 3 * x - 2) / np.dot(x, x)))
+def test_fit_keeps_a_negative_offset_only_while_predictions_stay_positive() -> None:
+    superlinear = fit([{"layer_sum_ms": x, "measured_ms": 3.0 * x - 2.0} for x in (1.0, 2.0, 5.0)])
+    assert (superlinear.scale, superlinear.offset_ms) == (pytest.approx(3.0), pytest.approx(-2.0))
+    crossing = [(1.0, 0.01), (2.0, 0.01), (10.0, 10.0)]  # the free line is negative at x = 1
+    cal = fit([{"layer_sum_ms": x, "measured_ms": y} for x, y in crossing])
+    x, y = np.array(crossing).T
+    assert cal.offset_ms == 0.0 and cal.scale == pytest.approx(float(np.dot(x, y) / np.dot(x, x)))
+    falling = fit([{"layer_sum_ms": 1.0, "measured_ms": 5.0}, {"layer_sum_ms": 2.0, "measured_ms": 4.0}])
+    assert falling.offset_ms == 0.0 and falling.scale > 0
+
+
+def test_local_law_follows_a_curved_calibration() -> None:
+    def curve(x: float) -> float:  # superlinear, like a model outgrowing the caches
+        return x + 0.02 * x * x
+
+    cal = fit([{"layer_sum_ms": x, "measured_ms": curve(x)} for x in (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 20.0)])
+    for x in (2.5, 5.0, 9.0):
+        assert abs(cal.apply(x) - curve(x)) < abs(cal.scale * x + cal.offset_ms - curve(x)) / 3
+    law = cal.law(curve(5.0))  # the law a solver gets for a budget of curve(5)
+    assert law.scale * 5.0 + law.offset_ms == pytest.approx(curve(5.0), rel=0.01)
+    assert len(law.points) == 4
+    few = fit([{"layer_sum_ms": x, "measured_ms": curve(x)} for x in (1.0, 2.0, 3.0)])
+    assert few.law(4.0) is few
+
+
+def test_calibration_plans_span_dense_to_smallest(toy) -> None:
+    _, structure = toy
+    plans = calibration_plans(structure, GRID, count=6)
+    levels = group_levels(structure, GRID)
+    assert plans[0] == Plan()
+    smallest = plans[1]
+    assert all(len(smallest.kept(g, lv[-1])) == lv[0] for g, lv in levels.items() if len(lv) > 1)
+    assert set(smallest.remove_blocks) == {b.id for b in structure.blocks if b.parent is None}
+    kept = [sum(len(p.kept(g.id, g.size)) for g in structure.groups) for p in plans]
+    assert kept[1] == min(kept) and kept[0] == max(kept)
 
 
 def test_prediction_follows_the_plan(tmp_path: Path, toy) -> None:

@@ -31,6 +31,21 @@ class Backend(Protocol):
     ) -> Measurement: ...
 
 
+def measure_probe(
+    backend: Backend, model: onnx.ModelProto, protocol: MeasureProtocol, *, batch: int = 1, precision: str = "fp32"
+) -> Measurement:
+    """Time a latency probe as its layer would cost inside a whole model.
+
+    A probe is a layer cut out of its model, and a backend may pay costs for that alone (layout
+    reorders at its edges); backends that can leave those out implement `measure_probe`, the rest
+    time the probe whole.
+    """
+    own = getattr(backend, "measure_probe", None)
+    if own is not None:
+        return own(model, protocol, batch=batch, precision=precision)
+    return backend.measure(model, protocol, batch=batch, precision=precision)
+
+
 def check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")

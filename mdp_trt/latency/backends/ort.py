@@ -6,7 +6,10 @@ so probes are timed under exactly the settings the pruned model will run with.
 
 from __future__ import annotations
 
+import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,9 +17,10 @@ import onnx
 
 from mdp_trt.errors import BackendUnavailable, InputError
 from mdp_trt.latency.backends.base import check_precision, input_feeds
+from mdp_trt.latency.backends.ort_profile import kernel_times_ms, read_profile
 from mdp_trt.latency.device import cpu_name, default_threads
 from mdp_trt.latency.measurement import Measurement
-from mdp_trt.latency.protocol import MeasureProtocol
+from mdp_trt.latency.protocol import MeasureProtocol, summarize
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -74,11 +78,14 @@ class OrtBackend:
             "threads": self.threads,
             "batch": batch,
             "graph_optimization": "all",
+            # probes timed as profiler kernel time without edge reorders (see measure_probe)
+            "probe_timing": "kernels" if self.provider == "cpu" else "wall",
             "estimate": False,
         }
 
-    def session(self, model: onnx.ModelProto, precision: str = "fp32") -> Any:
-        """An inference session configured like the final model's."""
+    def session(self, model: onnx.ModelProto, precision: str = "fp32", profile_prefix: str | None = None) -> Any:
+        """An inference session configured like the final model's (profiling to `profile_prefix`*.json
+        when given)."""
         import onnxruntime as ort
 
         check_precision(precision)
@@ -88,18 +95,41 @@ class OrtBackend:
             from mdp_trt.latency.fp16 import convert_to_fp16
 
             model = convert_to_fp16(model)
+        options = session_options(self.threads)
+        if profile_prefix is not None:
+            options.enable_profiling = True
+            options.profile_file_prefix = profile_prefix
         return ort.InferenceSession(
-            model.SerializeToString(),
-            sess_options=session_options(self.threads),
-            providers=[PROVIDERS[self.provider]],
+            model.SerializeToString(), sess_options=options, providers=[PROVIDERS[self.provider]]
         )
 
     def measure(
         self, model: onnx.ModelProto, protocol: MeasureProtocol, *, batch: int = 1, precision: str = "fp32"
     ) -> Measurement:
+        return protocol.run(self._runner(self.session(model, precision), model, batch, precision))
+
+    def measure_probe(
+        self, model: onnx.ModelProto, protocol: MeasureProtocol, *, batch: int = 1, precision: str = "fp32"
+    ) -> Measurement:
+        """A probe's latency as its layer costs inside a whole model: per run, the profiler's kernel
+        times of its nodes without the layout reorders at its edges (see `ort_profile`). The
+        protocol decides how many runs on wall time; the statistics are over the kernel times of
+        the sampled runs (warm-up runs dropped). GPU providers launch kernels asynchronously, so
+        their profiler times are not kernel times: there the probe is timed whole."""
+        if self.provider != "cpu":
+            return self.measure(model, protocol, batch=batch, precision=precision)
+        with tempfile.TemporaryDirectory(prefix="mdp-probe-") as tmp:
+            sess = self.session(model, precision, profile_prefix=str(Path(tmp) / "probe"))
+            wall = protocol.run(self._runner(sess, model, batch, precision))
+            samples = kernel_times_ms(read_profile(sess.end_profiling()))[-wall.runs :]
+        if not samples or max(samples) <= 0.0:
+            return wall  # the profiler saw no kernels (a provider that does not report them)
+        return summarize(samples, wall.seconds)
+
+    def _runner(self, sess: Any, model: onnx.ModelProto, batch: int, precision: str) -> Callable[[], float]:
+        """One timed run of `sess` on random inputs bound once (no copies inside the timed region)."""
         import onnxruntime as ort
 
-        sess = self.session(model, precision)
         feeds = input_feeds(model, batch)
         if precision == "fp16":
             feeds = {k: v.astype(np.float16) if v.dtype == np.float32 else v for k, v in feeds.items()}
@@ -115,7 +145,7 @@ class OrtBackend:
             sess.run_with_iobinding(binding)
             return (time.perf_counter_ns() - t) / 1e6
 
-        return protocol.run(run_once)
+        return run_once
 
 
 def _gpu_name() -> str:
