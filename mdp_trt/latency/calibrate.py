@@ -53,12 +53,17 @@ class Calibration:
         memory in the model but sit in cache in a probe, so the slope grows with the model's size
         (MobileNetV2 on ONNX Runtime CPU: measured / sum runs from 0.93 at the smallest plan to 1.08
         dense). One line through all points is then off by a few percent in the middle; the solver
-        only needs the law near its budget, and a local law is still a sum over layers.
+        only needs the law near its budget, and a local law is still a sum over layers. A local law
+        that would predict a non-positive latency at any calibrated point (the smallest plan lies far
+        below a steep local slope) is not used: the solver would think such plans cost nothing.
         """
         if len(self.points) <= LOCAL_POINTS:
             return self
         nearest = sorted(self.points, key=lambda p: abs(p["measured_ms"] - near_ms))[:LOCAL_POINTS]
-        return fit(list(nearest), self.freeze_inputs)
+        local = fit(list(nearest), self.freeze_inputs)
+        if any(local._line(p["layer_sum_ms"]) <= 0 for p in self.points):
+            return self
+        return local
 
     def _line(self, layer_sum_ms: float) -> float:
         return self.scale * layer_sum_ms + self.offset_ms

@@ -106,6 +106,12 @@ def test_local_law_follows_a_curved_calibration() -> None:
     law = cal.law(curve(5.0))  # the law a solver gets for a budget of curve(5)
     assert law.scale * 5.0 + law.offset_ms == pytest.approx(curve(5.0), rel=0.01)
     assert len(law.points) == 4
+    # a knee: the local law near the top is so steep it would predict a negative latency for the
+    # smallest plan, so the global law is used instead
+    knee = [(0.22, 0.18), (0.5, 0.43), (0.7, 0.64), (1.34, 1.39), (1.54, 1.54), (2.43, 2.66), (3.44, 4.58),
+            (4.21, 5.65)]
+    kneed = fit([{"layer_sum_ms": x, "measured_ms": y} for x, y in knee])
+    assert kneed.law(2.9) is kneed and kneed.apply(0.22) > 0
     few = fit([{"layer_sum_ms": x, "measured_ms": curve(x)} for x in (1.0, 2.0, 3.0)])
     assert few.law(4.0) is few
 
