@@ -11,6 +11,7 @@ database per (model, grid) and device fingerprint.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -128,21 +129,7 @@ def random_plan(
 ) -> Plan:
     """A plan with every prunable group at a uniformly random grid level (random channels kept) and
     each block removed with `block_probability`: test plans for the latency model's benchmark."""
-    groups: dict[str, tuple[int, ...]] = {}
-    for group in structure.groups:
-        options = levels.get(group.id, (group.size,))
-        if not group.prunable or len(options) < 2:
-            continue
-        k = int(rng.choice(options))
-        if k < group.size:
-            groups[group.id] = tuple(sorted(int(i) for i in rng.choice(group.size, k, replace=False)))
-    removed: list[str] = []
-    for block in structure.blocks:
-        if block.parent in removed:
-            continue
-        if rng.random() < block_probability:
-            removed.append(block.id)
-    return Plan(groups, tuple(removed))
+    return _sampled_plan(structure, levels, rng, lambda _size, options: int(rng.choice(options)), block_probability)
 
 
 def spread_plan(
@@ -150,18 +137,34 @@ def spread_plan(
 ) -> Plan:
     """A plan keeping about `fraction` of every prunable group (the grid level nearest to it, moved
     one level up or down at random) and removing each block with probability (1 - fraction) / 2."""
+
+    def near_fraction(size: int, options: tuple[int, ...]) -> int:
+        nearest = int(np.argmin([abs(k - fraction * size) for k in options]))
+        return options[int(np.clip(nearest + rng.integers(-1, 2), 0, len(options) - 1))]
+
+    return _sampled_plan(structure, levels, rng, near_fraction, (1.0 - fraction) / 2)
+
+
+def _sampled_plan(
+    structure: Structure,
+    levels: dict[str, tuple[int, ...]],
+    rng: np.random.Generator,
+    width: Callable[[int, tuple[int, ...]], int],
+    block_probability: float,
+) -> Plan:
+    """Each prunable group keeps `width(size, levels)` random channels; each block (whose parent
+    stays) is removed with `block_probability`."""
     groups: dict[str, tuple[int, ...]] = {}
     for group in structure.groups:
         options = levels.get(group.id, (group.size,))
         if not group.prunable or len(options) < 2:
             continue
-        nearest = int(np.argmin([abs(k - fraction * group.size) for k in options]))
-        k = options[int(np.clip(nearest + rng.integers(-1, 2), 0, len(options) - 1))]
+        k = width(group.size, options)
         if k < group.size:
             groups[group.id] = tuple(sorted(int(i) for i in rng.choice(group.size, k, replace=False)))
     removed: list[str] = []
     for block in structure.blocks:
-        if block.parent not in removed and rng.random() < (1.0 - fraction) / 2:
+        if block.parent not in removed and rng.random() < block_probability:
             removed.append(block.id)
     return Plan(groups, tuple(removed))
 
