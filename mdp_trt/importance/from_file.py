@@ -4,6 +4,8 @@ The file is a NumPy `.npz` archive. Each entry is keyed either by a group id (`g
 channel of the group, in the group's order as `analyze --json` numbers it) or by the name of a
 producing layer's weight initializer (`layer1.0.conv1.weight`: one score per output channel of that
 layer; scores of several producers of a group add up). Every prunable group needs scores.
+A removable block's id (`b2`, as `analyze --json` numbers blocks) may hold one value: the loss change
+measured with the block removed, which prices removing it (see `mdp_trt.solve.from_model`).
 `mdp_trt.torch.taylor_importance` writes this format.
 """
 
@@ -20,6 +22,7 @@ from mdp_trt.graph.structure import Structure
 
 
 def load_scores(path: Path, model: onnx.ModelProto, structure: Structure) -> dict[str, np.ndarray]:
+    """Group id -> per-channel scores, plus block id -> one score for the blocks the file scores."""
     try:
         archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -27,6 +30,7 @@ def load_scores(path: Path, model: onnx.ModelProto, structure: Structure) -> dic
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise InputError(f"{path}: not a NumPy .npz archive ({exc})") from None
     groups = {g.id: g for g in structure.groups}
+    block_ids = {b.id for b in structure.blocks}
     weight_of = {node.name: node.input[1] for node in model.graph.node if len(node.input) > 1}
     layer_by_weight = {weight_of.get(la.name): la for la in structure.layers}
     node_output = {node.name: node.output[0] for node in model.graph.node}
@@ -43,6 +47,10 @@ def load_scores(path: Path, model: onnx.ModelProto, structure: Structure) -> dic
                     raise InputError(f"{path}: '{key}' has {values.size} scores; the group has {groups[key].size}")
                 scores[key] += values
                 covered.add(key)
+            elif key in block_ids:
+                if values.size != 1:
+                    raise InputError(f"{path}: block '{key}' needs one score, got {values.size}")
+                scores[key] = values
             elif key in layer_by_weight:
                 layer = layer_by_weight[key]
                 tc = structure.channels[node_output[layer.name]]
@@ -53,7 +61,7 @@ def load_scores(path: Path, model: onnx.ModelProto, structure: Structure) -> dic
                     scores[group_ids[g]][c] += values[position]
                     covered.add(group_ids[g])
             else:
-                raise InputError(f"{path}: '{key}' is neither a group id nor a layer's weight name")
+                raise InputError(f"{path}: '{key}' is neither a group id, a block id nor a layer's weight name")
     missing = [g.id for g in structure.prunable_groups if g.id not in covered]
     if missing:
         raise InputError(f"{path}: no scores for prunable group(s) {', '.join(missing[:8])}"

@@ -4,7 +4,13 @@ Importance belongs to channel groups, not layers: keeping k channels of a group 
 best channel scores, once, however many layers produce the group. So each prunable group gets its
 own zero-latency "importance" entry, gated by the innermost block that holds every producer of the
 group (a group living inside a residual branch is lost with the branch; a residual stream is not).
-Scores are normalised so the objective is the fraction of the model's prunable importance kept.
+
+A block may also have a score of its own (`scores[block id]`, one value: the loss change measured
+with the block removed, `mdp_trt.torch.block_scores`). Channel scores are first-order estimates that
+add up well for a few channels and badly for a whole branch, so a measured block score is the floor
+of what removing the block costs: the block gets a constant term, kept with it, of whatever its score
+exceeds the summed scores of the groups lost with it.
+Scores are normalised so the objective is the fraction of the model's importance kept (1 when dense).
 Latency tables enter scaled by the whole-model calibration law near the budget
 (`total = scale * sum + offset`, `Calibration.law`), with the offset as the fixed part, so the solver's
 latency is the calibrated prediction where it matters: at the budget.
@@ -12,10 +18,11 @@ latency is the calibrated prediction where it matters: at the budget.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from mdp_trt.graph.structure import Group as ChannelGroup
 from mdp_trt.graph.structure import Structure
 from mdp_trt.latency.calibrate import Calibration
 from mdp_trt.latency.tables import LatencyTable
@@ -57,12 +64,14 @@ def problem_from_model(
             Layer(layer.name, in_group, out_group, layer_block.get(layer.name), law.scale * ms, np.zeros(0))
         )
 
-    total = sum(float(np.sum(scores[g.id])) for g in prunable) or 1.0
+    owners = {g.id: _owning_block(structure, g.producers, layer_block) if use_blocks else None for g in prunable}
+    extras = _block_extras(structure, scores, prunable, owners) if use_blocks else {}
+    total = sum(float(np.sum(scores[g.id])) for g in prunable) + sum(extras.values()) or 1.0
     for group in prunable:
         ranked = np.sort(scores[group.id])[::-1]
         cumulative = np.concatenate([[0.0], np.cumsum(ranked)])
         importance = np.array([cumulative[k] for k in levels[group.id]]) / total
-        owner = _owning_block(structure, group.producers, layer_block) if use_blocks else None
+        owner = owners[group.id]
         layers.append(
             Layer(
                 f"{IMPORTANCE_PREFIX}{group.id}",
@@ -73,7 +82,31 @@ def problem_from_model(
                 importance,
             )
         )
+    for block_id, extra in extras.items():
+        layers.append(Layer(f"{IMPORTANCE_PREFIX}{block_id}", None, None, block_id, np.zeros((1, 1)),
+                            np.array([extra / total])))
     return Problem(groups, blocks, tuple(layers), budget_ms, fixed_latency=law.offset_ms, units="ms")
+
+
+def _block_extras(structure: Structure, scores: Mapping[str, np.ndarray], prunable: Sequence[ChannelGroup],
+                  owners: Mapping[str, str | None]) -> dict[str, float]:
+    """Block id -> how much its own score exceeds the scores of the groups removed with it (if it does)."""
+    parents = {b.id: b.parent for b in structure.blocks}
+
+    def inside(block: str | None, ancestor: str) -> bool:
+        while block is not None and block != ancestor:
+            block = parents[block]
+        return block == ancestor
+
+    extras = {}
+    for block in structure.blocks:
+        if block.id not in scores:
+            continue
+        own = float(np.sum(scores[block.id]))
+        lost = sum(float(np.sum(scores[g.id])) for g in prunable if inside(owners[g.id], block.id))
+        if own > lost:
+            extras[block.id] = own - lost
+    return extras
 
 
 def _owning_block(

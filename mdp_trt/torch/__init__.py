@@ -12,7 +12,7 @@ Nothing outside this package imports torch (`pip install 'mdp-trt[torch]'`).
 from mdp_trt.torch.export import export
 from mdp_trt.torch.flow import PruningSetup, plan_for, prune, setup
 from mdp_trt.torch.masks import apply_plan
-from mdp_trt.torch.taylor import save_importance, taylor_importance
+from mdp_trt.torch.scores import save_importance, taylor_importance
 
 __all__ = ["PruningSetup", "apply_plan", "export", "plan_for", "prune", "save_importance", "setup",
            "taylor_importance"]

@@ -86,3 +86,9 @@ def _single_call_outputs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> 
 def _close(value: np.ndarray, target: np.ndarray) -> bool:
     scale = float(np.abs(target).max()) if target.size else 0.0
     return scale > 0 and bool(np.allclose(value, target, rtol=1e-3, atol=1e-4 * scale))
+
+
+def zero_branch_output(_module: nn.Module, _args: object, output: torch.Tensor) -> torch.Tensor | None:
+    """Forward hook for a removed block's branch module: it contributes nothing. During ONNX export the
+    branch is left in the graph (the plan removes it from the export with `prune_model`)."""
+    return None if torch.onnx.is_in_onnx_export() else torch.zeros_like(output)

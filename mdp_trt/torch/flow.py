@@ -1,6 +1,7 @@
 """The whole MDP flow for a PyTorch model: export, Taylor importance, latency tables, solve, masks.
 
-It is `build` up to the plan, in Python, with Taylor scores instead of magnitude: the latency side
+It is `build` up to the plan, in Python, with Taylor scores instead of magnitude (and each removable
+block priced by the loss measured without it, `ablation.py`): the latency side
 (profile only what the database lacks, calibrate, measure the dense model, close the loop on the
 device) is the ONNX pipeline's own, run on the model's export. The model comes back masked by the plan,
 ready to fine-tune; afterwards `export` + `mdp_trt.prune.prune_model(..., plan)` give the pruned ONNX.
@@ -30,11 +31,11 @@ from mdp_trt.latency.store import open_db, resolve_db_path
 from mdp_trt.prune import Plan
 from mdp_trt.solve.from_model import problem_from_model
 from mdp_trt.solve.problem import Problem
-from mdp_trt.torch.blocks import branch_modules
 from mdp_trt.torch.export import Inputs
 from mdp_trt.torch.graph import TorchGraph, trace
 from mdp_trt.torch.masks import apply_masks
-from mdp_trt.torch.taylor import LossFn, taylor_scores
+from mdp_trt.torch.scores import model_scores
+from mdp_trt.torch.taylor import LossFn
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,8 @@ def setup(model: nn.Module, example_inputs: Inputs, data: Iterable[tuple[Any, An
     """Trace, score, profile (only what the database lacks), calibrate and measure the dense model."""
     graph = trace(model, example_inputs)
     structure = graph.structure
-    if blocks:  # fail now, not after profiling, if a block cannot be removed on the PyTorch side
-        branch_modules(model, graph, [b.id for b in structure.blocks], example_inputs)
-    scores = taylor_scores(model, graph, data, loss_fn, steps)
+    # Block scores need each block's branch module, so a block PyTorch cannot remove fails here, before profiling.
+    scores = model_scores(model, graph, data, loss_fn, steps, example_inputs, blocks=blocks)
     grid_config = GridConfig(levels=grid, align=align)
     levels = group_levels(structure, grid_config)
     db_path = resolve_db_path(db)

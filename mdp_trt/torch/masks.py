@@ -30,7 +30,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from mdp_trt.prune.plan import Plan
 from mdp_trt.prune.positions import features, kept_positions
-from mdp_trt.torch.blocks import branch_modules
+from mdp_trt.torch.blocks import branch_modules, zero_branch_output
 from mdp_trt.torch.export import Inputs
 from mdp_trt.torch.graph import TorchGraph, input_axis, output_axis, trace
 
@@ -53,7 +53,7 @@ def apply_masks(model: nn.Module, graph: TorchGraph, plan: Plan, example_inputs:
     for name, keep in parameter_masks(graph, plan).items():
         _mask_parameter(graph.parameters[name], keep)
     for module in modules.values():
-        module.register_forward_hook(_zero_output)
+        module.register_forward_hook(zero_branch_output)
     return model
 
 
@@ -153,9 +153,3 @@ def _remask_after_step(optimizer: torch.optim.Optimizer, _args: object, _kwargs:
                 for value in optimizer.state.get(parameter, {}).values():
                     if isinstance(value, torch.Tensor) and value.shape == parameter.shape:
                         value.mul_(mask)
-
-
-def _zero_output(_module: nn.Module, _args: object, output: torch.Tensor) -> torch.Tensor | None:
-    """A removed block's branch contributes nothing; during ONNX export the branch is left in the graph
-    (the plan removes it from the export with `prune_model`)."""
-    return None if torch.onnx.is_in_onnx_export() else torch.zeros_like(output)

@@ -18,20 +18,17 @@ computed with `torch.autograd.grad`, so parameters' `.grad` are left as they wer
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from mdp_trt.io import atomic_path
-from mdp_trt.torch.export import Inputs, as_tuple, eval_mode
-from mdp_trt.torch.graph import TorchGraph, output_axis, trace
+from mdp_trt.torch.export import as_tuple, eval_mode
+from mdp_trt.torch.graph import TorchGraph, output_axis
 
 LossFn = Callable[[Any, Any], torch.Tensor]
 
@@ -45,30 +42,23 @@ class _Term:
     slots: torch.Tensor
 
 
-def taylor_importance(model: nn.Module, data: Iterable[tuple[Any, Any]], loss_fn: LossFn, steps: int,
-                      example_inputs: Inputs) -> dict[str, np.ndarray]:
-    """Group id -> one non-negative score per channel (canonical order), from `steps` batches of `data`.
+def taylor_scores(model: nn.Module, graph: TorchGraph, batches: Sequence[tuple[Any, Any]],
+                  loss_fn: LossFn) -> dict[str, np.ndarray]:
+    """Group id -> one non-negative score per channel (canonical order), accumulated over `batches`.
 
-    `data` yields `(inputs, targets)` (inputs a tensor or a tuple of tensors); `loss_fn(model(*inputs),
-    targets)` is the loss. Group ids are those of `export(model, example_inputs)`.
+    Each batch is `(inputs, targets)` (inputs a tensor or a tuple of tensors); `loss_fn(model(*inputs),
+    targets)` is the loss. Group ids are those of the traced `graph`.
     """
-    return taylor_scores(model, trace(model, example_inputs), data, loss_fn, steps)
-
-
-def taylor_scores(model: nn.Module, graph: TorchGraph, data: Iterable[tuple[Any, Any]], loss_fn: LossFn,
-                  steps: int) -> dict[str, np.ndarray]:
-    """`taylor_importance` for a model already traced (the pruning flow traces once)."""
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
+    if not batches:
+        raise ValueError("no batch to score channels on")
     groups = graph.structure.groups
     offsets = np.cumsum([0] + [g.size for g in groups])
     terms = _terms(graph, offsets)
     names = sorted({name for term in terms for name, _ in term.parts})
     parameters = [graph.parameters[name] for name in names]
     scores = torch.zeros(int(offsets[-1]), dtype=torch.float64)
-    batches = 0
     with eval_mode(model), _requiring_grad(parameters), torch.enable_grad():
-        for inputs, targets in itertools.islice(data, steps):
+        for inputs, targets in batches:
             loss = loss_fn(model(*as_tuple(inputs)), targets)
             grads = dict(zip(names, torch.autograd.grad(loss, parameters, allow_unused=True), strict=True))
             batch = torch.zeros_like(scores)
@@ -77,18 +67,8 @@ def taylor_scores(model: nn.Module, graph: TorchGraph, data: Iterable[tuple[Any,
                     if grads[name] is not None:
                         batch.index_add_(0, term.slots, _per_channel(graph.parameters[name], grads[name], axis))
             scores += batch.abs()
-            batches += 1
-    if batches == 0:
-        raise ValueError("data yielded no batch")
     flat = scores.numpy()
     return {g.id: flat[offsets[i]:offsets[i + 1]].copy() for i, g in enumerate(groups)}
-
-
-def save_importance(scores: dict[str, np.ndarray], path: str | Path) -> None:
-    """Write scores in the `.npz` format `build --importance` and `mdp_trt.importance.load_scores` read."""
-    arrays = {gid: np.asarray(values, dtype=np.float64).reshape(-1) for gid, values in scores.items()}
-    with atomic_path(Path(path)) as tmp, tmp.open("wb") as handle:
-        np.savez(handle, **arrays)
 
 
 def _terms(graph: TorchGraph, offsets: np.ndarray) -> list[_Term]:

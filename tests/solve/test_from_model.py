@@ -1,0 +1,70 @@
+"""`problem_from_model`: importance normalised to the fraction kept, and block scores as a floor on
+what removing a block costs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mdp_trt.graph import analyze
+from mdp_trt.latency.backends import get_backend
+from mdp_trt.latency.calibrate import Calibration
+from mdp_trt.latency.grid import GridConfig, group_levels
+from mdp_trt.latency.profile import profile_tables
+from mdp_trt.latency.store import LatencyDB
+from mdp_trt.solve.evaluate import evaluate
+from mdp_trt.solve.from_model import problem_from_model
+from mdp_trt.zoo import build
+
+GRID = GridConfig(levels=3, align=2)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """The toy model: one removable block b0 whose only internal group is g2."""
+    structure = analyze(build("toy", input_size=16))
+    with LatencyDB(tmp_path_factory.mktemp("db") / "lat.sqlite") as db:
+        tables = profile_tables(structure, get_backend("analytic"), db, grid=GRID).tables
+    rng = np.random.default_rng(0)
+    scores = {g.id: rng.uniform(0.5, 1.5, g.size) for g in structure.groups}
+    return structure, tables, group_levels(structure, GRID), scores
+
+
+def solve_inputs(toy, scores):
+    structure, tables, levels, _ = toy
+    return problem_from_model(structure, scores, tables, levels, Calibration(1.0, 0.0))
+
+
+def dense_levels(problem):
+    return {g.id: g.max_index for g in problem.groups}
+
+
+def test_dense_keeps_all_importance_and_a_block_loses_its_groups(toy):
+    scores = toy[3]
+    problem = solve_inputs(toy, scores)
+    prunable = [g.id for g in problem.groups]
+    total = sum(scores[g].sum() for g in prunable)
+    dense = evaluate(problem, dense_levels(problem), ["b0"])
+    assert dense.objective == pytest.approx(1.0)
+    without = evaluate(problem, dense_levels(problem), [])
+    assert without.objective == pytest.approx(1.0 - scores["g2"].sum() / total)
+
+
+def test_a_block_score_above_its_groups_scores_is_what_removing_it_costs(toy):
+    _, _, _, scores = toy
+    internal = scores["g2"].sum()
+    problem = solve_inputs(toy, scores | {"b0": np.array([3.0 * internal])})
+    total = sum(scores[g.id].sum() for g in problem.groups) + 2.0 * internal
+    assert evaluate(problem, dense_levels(problem), ["b0"]).objective == pytest.approx(1.0)
+    without = evaluate(problem, dense_levels(problem), [])
+    assert without.objective == pytest.approx(1.0 - 3.0 * internal / total)
+
+
+def test_a_block_score_below_its_groups_scores_changes_nothing(toy):
+    _, _, _, scores = toy
+    plain = solve_inputs(toy, scores)
+    scored = solve_inputs(toy, scores | {"b0": np.array([0.5 * scores["g2"].sum()])})
+    assert [la.id for la in scored.layers] == [la.id for la in plain.layers]
+    for kept in (["b0"], []):
+        assert (evaluate(scored, dense_levels(scored), kept).objective
+                == pytest.approx(evaluate(plain, dense_levels(plain), kept).objective))
