@@ -9,8 +9,11 @@ All blocks are kept: HALP prunes channels only.
 
 The frozen-input cost ignores that inputs shrink too, so the plan is then graded on the true tables
 and the knapsack budget is corrected by the difference (tightened by the shortfall when the plan does
-not fit, loosened by the slack when it leaves budget unused), a few rounds, keeping the best plan that
-fits: what an honest user of HALP would do in one shot.
+not fit, loosened by the slack when it leaves budget unused), bisected once one knapsack budget gave a
+plan that fits and another one a plan that does not, for a few rounds, keeping the best plan that
+fits: what an honest user of HALP would do in one shot. At tight budgets the frozen-input estimate of
+even the narrowest plan can exceed the budget; the knapsack then has no solution, the round takes the
+narrowest plan, and the correction by its true latency loosens the next round's budget.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from mdp_trt.solve.highs import run
 from mdp_trt.solve.problem import Problem
 from mdp_trt.solve.solution import Solution
 
-ROUNDS = 5
+ROUNDS = 8
 # The knapsack has thousands of near-equal chunks on fine grids; closing its gap below HiGHS's default
 # costs minutes (ResNet-101, 32 levels: > 2 min at 1e-6, 1.7 s at 1e-4). HALP itself solves it by DP
 # on a coarse latency grid, no more exact than this.
@@ -88,15 +91,20 @@ def solve_halp(problem: Problem, budget: float | None = None) -> Solution:
     start = time.perf_counter()
     budget = require_budget(problem, budget)
     blocks = [b.id for b in problem.blocks]
-    levels = {g.id: g.min_index for g in problem.groups}  # if the knapsack never has a solution
-    best = None
-    target = budget
+    narrowest = {g.id: g.min_index for g in problem.groups}
+    levels, best, target = narrowest, None, budget
+    fitting, over = 0.0, float("inf")  # knapsack budgets whose plans fit / did not fit the true tables
     for _ in range(ROUNDS):
-        plan = _knapsack(problem, target)
-        if plan is None:
-            break
+        # Below the knapsack's own estimate of the narrowest plan the narrowest plan is the answer; its
+        # true latency is lower still, and correcting by it is how HALP gets back to a plan that fits.
+        plan = _knapsack(problem, target) or dict(narrowest)
         ev = evaluate(problem, plan, blocks, budget)
         if best is None or (ev.feasible, ev.objective) > best:
             best, levels = (ev.feasible, ev.objective), plan
-        target += budget - ev.latency
+        if ev.feasible:
+            fitting = max(fitting, target)
+        else:
+            over = min(over, target)
+        # The estimate's error changes with the plan, so corrections alone can cycle: bisect once bracketed.
+        target = (fitting + over) / 2 if fitting > 0 and over < float("inf") else target + budget - ev.latency
     return Solution.grade(problem, budget, levels, blocks, solver="halp", seconds=time.perf_counter() - start)
