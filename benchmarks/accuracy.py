@@ -3,8 +3,11 @@
 A small ResNet-style CNN is trained on the digits (upsampled to 16x16, a fixed stratified 80/20 split).
 For latency targets of 50% and 30% of the dense model's measured latency (ONNX Runtime, CPU, pinned
 threads) it is pruned with MDP (`milp`), HALP and uniform plans made from the same Taylor scores, latency
-tables and closed loop (`mdp_trt.torch.setup` + `plan_for`); each masked model is fine-tuned for the
-same number of epochs, exported and physically pruned. Latency is measured on the pruned ONNX models
+tables and closed loop (`mdp_trt.torch.setup` + `plan_for`); each masked model gets its BatchNorm
+statistics re-estimated on the training set (`recalibrate_batch_norm`: without it every pruned model
+is at chance before fine-tuning, and a short fine-tune mostly measures how fast BN's running averages
+forget), is fine-tuned for the same number of epochs, re-estimated again, exported and physically
+pruned. Latency is measured on the pruned ONNX models
 at the end of each seed, dense and pruned interleaved (best of several rounds of medians), so that one
 burst of machine load does not favour one method. Accuracy is the pruned ONNX model's, run by ONNX
 Runtime, on the held-out test set. Everything is repeated per seed (weights, batch order) and
@@ -164,8 +167,10 @@ def run_seed(seed: int, args: argparse.Namespace, data) -> list[dict]:
         for solver in args.solvers:
             plan = mt.plan_for(ready, fraction * ready.dense_ms, solver, time_limit=args.time_limit)
             masked = mt.apply_plan(copy.deepcopy(model), plan, example)
+            mt.recalibrate_batch_norm(masked, score_batches, len(score_batches))
             before = accuracy(torch_logits(masked, x_test), y_test)
             fit(masked, x_train, y_train, args.finetune_epochs, args.finetune_lr, seed + 1, args.train_batch)
+            mt.recalibrate_batch_norm(masked, score_batches, len(score_batches))
             exported = mt.export(masked, example)
             pruned = prune_model(exported, analyze(exported), plan)
             logits = onnx_logits(pruned, x_test)
@@ -198,7 +203,8 @@ def spread(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
 def report(rows: list[dict], args: argparse.Namespace) -> None:
     seeds = sorted({r["seed"] for r in rows})
     print(f"\n{len(seeds)} seed(s) {seeds}; latency: ONNX Runtime CPU, {args.threads} thread(s), batch {args.batch}; "
-          f"fine-tuning {args.finetune_epochs} epochs for every plan")
+          f"fine-tuning {args.finetune_epochs} epochs for every plan; BN statistics re-estimated on the training set "
+          "after masking and after fine-tuning")
     header = (f"{'target':>6}  {'method':<8} {'latency ms':>17} {'x dense':>13} {'FPS':>17} {'met':>5} "
               f"{'acc before FT %':>16} {'acc after FT %':>16} {'params k':>15} {'blocks cut':>10}")
     print(header)

@@ -22,7 +22,7 @@ import onnx
 from rich.console import Console
 
 from mdp_trt import plots
-from mdp_trt.closed_loop import closed_loop
+from mdp_trt.closed_loop import ROUNDS, closed_loop
 from mdp_trt.compile import compile_model
 from mdp_trt.errors import BudgetError, InputError
 from mdp_trt.graph import Structure, analyze, load_model
@@ -60,7 +60,7 @@ class BuildConfig:
     align: int = 8
     blocks: bool = True
     threads: int | None = None
-    rounds: int = 5
+    rounds: int = ROUNDS
     sweep_points: int = 8
     time_limit: float | None = 60.0
     make_plots: bool = True

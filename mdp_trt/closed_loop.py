@@ -45,11 +45,12 @@ class Attempt:
 
 
 TIGHT = 1.05  # a met target within 5% of the FPS asked for is close enough to stop
+ROUNDS = 5  # default number of solve-prune-measure rounds
 
 
 def closed_loop(model: onnx.ModelProto, structure: Structure, scores: Mapping[str, np.ndarray],
                 levels: Mapping[str, tuple[int, ...]], problem: Problem, backend: Backend, target_ms: float, *,
-                solver: str = "milp", rounds: int = 5, time_limit: float | None = 60.0, batch: int = 1,
+                solver: str = "milp", rounds: int = ROUNDS, time_limit: float | None = 60.0, batch: int = 1,
                 precision: str = "fp32", stage: StageFn = _silent) -> Attempt:
     """Bisect the solver's budget on measurements until the target is met tightly.
 

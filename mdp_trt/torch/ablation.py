@@ -12,24 +12,22 @@ absolute change, so the two are in the same units and `mdp_trt.solve.from_model`
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import torch
 from torch import nn
 
 from mdp_trt.torch.blocks import zero_branch_output
+from mdp_trt.torch.data import Batch
 from mdp_trt.torch.export import as_tuple, eval_mode
 from mdp_trt.torch.taylor import LossFn
 
 
-def ablation_scores(model: nn.Module, branches: Mapping[str, nn.Module], batches: Sequence[tuple[Any, Any]],
+def ablation_scores(model: nn.Module, branches: Mapping[str, nn.Module], batches: Sequence[Batch],
                     loss_fn: LossFn) -> dict[str, float]:
     """Block id -> sum over `batches` of |loss with the block's branch zeroed - loss of the model|.
 
     `branches` maps block ids to the submodules returning their branch outputs (`branch_modules`).
     """
-    if not batches:
-        raise ValueError("no batch to measure block removal on")
     scores = dict.fromkeys(branches, 0.0)
     with eval_mode(model), torch.no_grad():
         for inputs, targets in batches:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from mdp_trt.closed_loop import closed_loop
+from mdp_trt.closed_loop import ROUNDS, closed_loop
 from mdp_trt.errors import InputError
 from mdp_trt.latency.backends import Backend, get_backend
 from mdp_trt.latency.bench import bench_model
@@ -31,6 +31,8 @@ from mdp_trt.latency.store import open_db, resolve_db_path
 from mdp_trt.prune import Plan
 from mdp_trt.solve.from_model import problem_from_model
 from mdp_trt.solve.problem import Problem
+from mdp_trt.torch.batchnorm import recalibrate_batch_norm
+from mdp_trt.torch.data import Batch, first_batches
 from mdp_trt.torch.export import Inputs
 from mdp_trt.torch.graph import TorchGraph, trace
 from mdp_trt.torch.masks import apply_masks
@@ -40,7 +42,8 @@ from mdp_trt.torch.taylor import LossFn
 
 @dataclass(frozen=True)
 class PruningSetup:
-    """Everything a plan is solved from: the traced model, its scores, latency model and dense latency."""
+    """Everything a plan is solved from: the traced model, its scores, latency model and dense latency,
+    and the batches the scores came from (BN statistics are re-estimated on them after masking)."""
 
     graph: TorchGraph
     scores: dict[str, np.ndarray]
@@ -50,16 +53,18 @@ class PruningSetup:
     backend: Backend
     batch: int
     dense_ms: float
+    batches: list[Batch]
 
 
-def prune(model: nn.Module, example_inputs: Inputs, data: Iterable[tuple[Any, Any]], loss_fn: LossFn, *,
+def prune(model: nn.Module, example_inputs: Inputs, data: Iterable[Batch], loss_fn: LossFn, *,
           fps: float | None = None, latency_ms: float | None = None, speedup: float | None = None,
           batch: int = 1, backend: str = "ort", solver: str = "milp", grid: int = 8, align: int = 8,
           db: str | Path | None = None, steps: int = 32, threads: int | None = None, blocks: bool = True,
-          rounds: int = 3, time_limit: float | None = 60.0) -> tuple[nn.Module, Plan]:
+          rounds: int = ROUNDS, time_limit: float | None = 60.0) -> tuple[nn.Module, Plan]:
     """Prune `model` for one target, as `build` takes them: `fps` (images/s at `batch`), `latency_ms`
-    (per batch) or `speedup` (over the measured dense latency). Returns the model, masked in place, and
-    the plan (its `extra` holds the dense, target and measured latencies)."""
+    (per batch) or `speedup` (over the measured dense latency). Returns the model, masked in place with
+    its BatchNorm statistics re-estimated on the scoring batches (`recalibrate_batch_norm`), and the
+    plan (its `extra` holds the dense, target and measured latencies)."""
     _check_target(fps, latency_ms, speedup, batch)
     ready = setup(model, example_inputs, data, loss_fn, batch=batch, backend=backend, grid=grid, align=align,
                   db=db, steps=steps, threads=threads, blocks=blocks)
@@ -68,17 +73,19 @@ def prune(model: nn.Module, example_inputs: Inputs, data: Iterable[tuple[Any, An
     else:
         target_ms = 1000.0 * batch / fps if fps is not None else float(latency_ms)
     plan = plan_for(ready, target_ms, solver, rounds=rounds, time_limit=time_limit)
-    return apply_masks(model, ready.graph, plan, example_inputs), plan
+    apply_masks(model, ready.graph, plan, example_inputs)
+    return recalibrate_batch_norm(model, ready.batches, len(ready.batches)), plan
 
 
-def setup(model: nn.Module, example_inputs: Inputs, data: Iterable[tuple[Any, Any]], loss_fn: LossFn, *,
+def setup(model: nn.Module, example_inputs: Inputs, data: Iterable[Batch], loss_fn: LossFn, *,
           batch: int = 1, backend: str = "ort", grid: int = 8, align: int = 8, db: str | Path | None = None,
           steps: int = 32, threads: int | None = None, blocks: bool = True) -> PruningSetup:
     """Trace, score, profile (only what the database lacks), calibrate and measure the dense model."""
     graph = trace(model, example_inputs)
     structure = graph.structure
     # Block scores need each block's branch module, so a block PyTorch cannot remove fails here, before profiling.
-    scores = model_scores(model, graph, data, loss_fn, steps, example_inputs, blocks=blocks)
+    batches = first_batches(data, steps)
+    scores = model_scores(model, graph, batches, loss_fn, example_inputs, blocks=blocks)
     grid_config = GridConfig(levels=grid, align=align)
     levels = group_levels(structure, grid_config)
     db_path = resolve_db_path(db)
@@ -92,7 +99,7 @@ def setup(model: nn.Module, example_inputs: Inputs, data: Iterable[tuple[Any, An
             calibration = calibrate(onnx_model, structure, tables, device, store, batch=batch, grid=grid_config)
     dense_ms = bench_model(onnx_model, device, batch=batch).measurement.median_ms
     problem = problem_from_model(structure, scores, tables, levels, calibration, use_blocks=blocks)
-    return PruningSetup(graph, scores, levels, calibration, problem, device, batch, dense_ms)
+    return PruningSetup(graph, scores, levels, calibration, problem, device, batch, dense_ms, batches)
 
 
 def _check_target(fps: float | None, latency_ms: float | None, speedup: float | None, batch: int) -> None:
@@ -108,7 +115,7 @@ def _check_target(fps: float | None, latency_ms: float | None, speedup: float | 
         raise InputError(f"{name} must be {'at least 1' if name == 'speedup' else 'positive'}, got {value}")
 
 
-def plan_for(ready: PruningSetup, target_ms: float, solver: str = "milp", *, rounds: int = 3,
+def plan_for(ready: PruningSetup, target_ms: float, solver: str = "milp", *, rounds: int = ROUNDS,
              time_limit: float | None = 60.0) -> Plan:
     """Run `build`'s closed loop (`mdp_trt.closed_loop`) on the export: solve, prune, measure, correct.
 

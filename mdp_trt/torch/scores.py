@@ -7,10 +7,8 @@ per channel, block id -> one score.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from torch import nn
@@ -18,12 +16,13 @@ from torch import nn
 from mdp_trt.io import atomic_path
 from mdp_trt.torch.ablation import ablation_scores
 from mdp_trt.torch.blocks import branch_modules
+from mdp_trt.torch.data import Batch, first_batches
 from mdp_trt.torch.export import Inputs
 from mdp_trt.torch.graph import TorchGraph, trace
 from mdp_trt.torch.taylor import LossFn, taylor_scores
 
 
-def taylor_importance(model: nn.Module, data: Iterable[tuple[Any, Any]], loss_fn: LossFn, steps: int,
+def taylor_importance(model: nn.Module, data: Iterable[Batch], loss_fn: LossFn, steps: int,
                       example_inputs: Inputs, *, blocks: bool = True) -> dict[str, np.ndarray]:
     """Group id -> one non-negative Taylor score per channel, from the first `steps` batches of `data`;
     with `blocks`, also block id -> the loss change measured with the block removed (`ablation.py`).
@@ -31,17 +30,13 @@ def taylor_importance(model: nn.Module, data: Iterable[tuple[Any, Any]], loss_fn
     `data` yields `(inputs, targets)` (inputs a tensor or a tuple of tensors); `loss_fn(model(*inputs),
     targets)` is the loss. Group and block ids are those of `export(model, example_inputs)`.
     """
-    return model_scores(model, trace(model, example_inputs), data, loss_fn, steps, example_inputs, blocks=blocks)
+    return model_scores(model, trace(model, example_inputs), first_batches(data, steps), loss_fn, example_inputs,
+                        blocks=blocks)
 
 
-def model_scores(model: nn.Module, graph: TorchGraph, data: Iterable[tuple[Any, Any]], loss_fn: LossFn,
-                 steps: int, example_inputs: Inputs, *, blocks: bool = True) -> dict[str, np.ndarray]:
-    """`taylor_importance` for a model already traced (the pruning flow traces once)."""
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
-    batches = list(itertools.islice(data, steps))
-    if not batches:
-        raise ValueError("data yielded no batch")
+def model_scores(model: nn.Module, graph: TorchGraph, batches: Sequence[Batch], loss_fn: LossFn,
+                 example_inputs: Inputs, *, blocks: bool = True) -> dict[str, np.ndarray]:
+    """`taylor_importance` on batches already taken, for a model already traced (the flow traces once)."""
     scores = taylor_scores(model, graph, batches, loss_fn)
     block_ids = [b.id for b in graph.structure.blocks] if blocks else []
     if block_ids:

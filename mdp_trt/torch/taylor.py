@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mdp_trt.torch.data import Batch
 from mdp_trt.torch.export import as_tuple, eval_mode
 from mdp_trt.torch.graph import TorchGraph, output_axis
 
@@ -42,15 +43,13 @@ class _Term:
     slots: torch.Tensor
 
 
-def taylor_scores(model: nn.Module, graph: TorchGraph, batches: Sequence[tuple[Any, Any]],
+def taylor_scores(model: nn.Module, graph: TorchGraph, batches: Sequence[Batch],
                   loss_fn: LossFn) -> dict[str, np.ndarray]:
     """Group id -> one non-negative score per channel (canonical order), accumulated over `batches`.
 
     Each batch is `(inputs, targets)` (inputs a tensor or a tuple of tensors); `loss_fn(model(*inputs),
     targets)` is the loss. Group ids are those of the traced `graph`.
     """
-    if not batches:
-        raise ValueError("no batch to score channels on")
     groups = graph.structure.groups
     offsets = np.cumsum([0] + [g.size for g in groups])
     terms = _terms(graph, offsets)

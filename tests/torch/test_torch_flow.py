@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -26,6 +28,9 @@ def test_prune_meets_the_target_and_its_masked_model_is_the_pruned_export(tmp_pa
     masked, plan = mt.prune(model, example, data, torch.nn.functional.cross_entropy, latency_ms=0.6 * dense,
                             solver="milp", **common)
     assert masked is model
+    recalibrated = mt.recalibrate_batch_norm(copy.deepcopy(masked), data, 2)  # prune did it on the same batches
+    for name, value in recalibrated.state_dict().items():
+        torch.testing.assert_close(masked.state_dict()[name], value, rtol=1e-6, atol=0)
     assert plan.extra["met"] and plan.extra["measured_ms"] <= 0.6 * dense
     assert plan.groups or plan.remove_blocks
     exported = mt.export(masked, example)
