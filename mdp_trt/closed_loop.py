@@ -19,6 +19,7 @@ from mdp_trt.errors import BudgetError
 from mdp_trt.graph.structure import Structure
 from mdp_trt.latency.backends import Backend
 from mdp_trt.latency.bench import bench_model
+from mdp_trt.latency.protocol import BENCH_PROTOCOL
 from mdp_trt.prune import Plan, prune_model
 from mdp_trt.solve.from_model import plan_from_solution
 from mdp_trt.solve.problem import Problem
@@ -46,6 +47,9 @@ class Attempt:
 
 TIGHT = 1.05  # a met target within 5% of the FPS asked for is close enough to stop
 ROUNDS = 5  # default number of solve-prune-measure rounds
+# A bench median is known to about this much (BENCH_PROTOCOL's stopping rule): a plan measured just
+# under the target is as likely to measure just over it next time, so the loop aims this much lower.
+NOISE = BENCH_PROTOCOL.rel_ci
 
 
 def closed_loop(model: onnx.ModelProto, structure: Structure, scores: Mapping[str, np.ndarray],
@@ -54,12 +58,17 @@ def closed_loop(model: onnx.ModelProto, structure: Structure, scores: Mapping[st
                 precision: str = "fp32", stage: StageFn = _silent) -> Attempt:
     """Bisect the solver's budget on measurements until the target is met tightly.
 
-    A miss sets the next budget to the plan's predicted latency times target / measured; a plan that
-    beats the target by more than 5% relaxes the same way (the model can keep more); once a met and a
-    missed budget bracket the target, the next budget is their geometric mean. The met plan with the
-    most importance wins; when nothing met, the fastest plan measured is returned (reported as not met).
+    The loop aims at the target lowered by the measurement's uncertainty (`NOISE`; none for estimates):
+    a plan is safely met when its measured latency is at or under that aim. A plan that is not sets the
+    next budget to its predicted latency times aim / measured; a plan that beats the target by more
+    than 5% relaxes the same way (the model can keep more); once a safely met and a missed budget
+    bracket the aim, the next budget is their geometric mean. The safely met plan with the most
+    importance wins, then the met one (measured at or under the target); when nothing met, the fastest
+    plan measured is returned (reported as not met).
     """
-    budget = target_ms
+    estimates = bool(backend.fingerprint(batch, precision).get("estimate"))
+    aim = target_ms if estimates else target_ms / (1 + NOISE)
+    budget = aim
     met_budget, missed_budget = 0.0, float("inf")
     measured_plans: dict[str, float] = {}
     attempts: list[Attempt] = []
@@ -90,16 +99,16 @@ def closed_loop(model: onnx.ModelProto, structure: Structure, scores: Mapping[st
                        "seconds": solution.seconds, "objective": solution.objective, "bound": solution.bound,
                        "rounds": round_index}
         attempts.append(Attempt(plan, pruned, measured_ms, solution.latency, solver_info, solution.objective))
-        met = measured_ms <= target_ms
-        if met and measured_ms * TIGHT >= target_ms:
+        safe = measured_ms <= aim
+        if safe and measured_ms * TIGHT >= target_ms:
             break
-        if met:
+        if safe:
             met_budget = max(met_budget, budget)
         else:
             missed_budget = min(missed_budget, budget)
         # Scale the plan's own prediction, not the budget: a budget can shrink and still admit the
         # same plan when that plan's prediction was already under it.
-        proposal = solution.latency * target_ms / measured_ms
+        proposal = solution.latency * aim / measured_ms
         if met_budget > 0 and missed_budget < float("inf"):
             proposal = (met_budget * missed_budget) ** 0.5
         if abs(proposal - budget) <= 1e-6 * budget:
@@ -107,7 +116,8 @@ def closed_loop(model: onnx.ModelProto, structure: Structure, scores: Mapping[st
         budget = proposal
     if not attempts:
         raise BudgetError(f"no plan could be found for the target of {target_ms:.3f} ms")
-    met_attempts = [a for a in attempts if a.measured_ms <= target_ms]
+    met_attempts = ([a for a in attempts if a.measured_ms <= aim]
+                    or [a for a in attempts if a.measured_ms <= target_ms])
     if met_attempts:
         chosen = max(met_attempts, key=lambda a: a.importance)
     else:
