@@ -8,20 +8,19 @@ from pathlib import Path
 import typer
 
 from mdp_trt.cli.app import app, console
+from mdp_trt.cli.options import BackendOption, BatchOption, DbOption, PrecisionOption, ThreadsOption
 from mdp_trt.graph import load_model
 from mdp_trt.latency import bench_model, get_backend, resolve_db_path
-
-BACKEND_HELP = "Timing backend: auto (TensorRT if present, else ONNX Runtime CPU), ort, tensorrt, analytic."
 
 
 @app.command("bench")
 def bench_command(
     model: Path = typer.Argument(..., help="The ONNX model to time."),
-    backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
-    batch: int = typer.Option(1, "--batch", min=1, help="Batch size (fixes a symbolic batch axis)."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16."),
-    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: all cores)."),
-    db: Path | None = typer.Option(None, "--db", help="Database whose folder holds TensorRT caches."),
+    backend: BackendOption = "auto",
+    batch: BatchOption = 1,
+    precision: PrecisionOption = "fp32",
+    threads: ThreadsOption = None,
+    db: DbOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print latency_ms, fps, p10_ms, p90_ms, runs, backend."),
 ) -> None:
     """Median latency and FPS (batch / latency) after warm-up, sampled until the median is known to ±1%."""

@@ -8,6 +8,15 @@ import typer
 
 from mdp_trt.build import BuildConfig, run_build
 from mdp_trt.cli.app import app, console_err
+from mdp_trt.cli.options import (
+    AlignOption,
+    BackendOption,
+    BatchOption,
+    DbOption,
+    GridOption,
+    PrecisionOption,
+    ThreadsOption,
+)
 
 
 @app.command("build")
@@ -18,18 +27,18 @@ def build_command(
     latency_ms: float | None = typer.Option(None, "--latency-ms", help="Target latency of one batch (ms)."),
     speedup: float | None = typer.Option(None, "--speedup", help="Target: S times faster than the dense model "
                                          "as measured here (e.g. 2)."),
-    batch: int = typer.Option(1, "--batch", help="Batch size; a symbolic batch dimension is fixed to it."),
-    backend: str = typer.Option("auto", "--backend", help="auto (TensorRT if present, else ONNX Runtime CPU), "
-                                "ort, tensorrt, or analytic (estimates only)."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16 (fp16: TensorRT / GPU)."),
-    db: Path | None = typer.Option(None, "--db", help="Latency database (default: user cache, or $MDP_TRT_DB)."),
+    batch: BatchOption = 1,
+    backend: BackendOption = "auto",
+    precision: PrecisionOption = "fp32",
+    db: DbOption = None,
     solver: str = typer.Option("milp", "--solver", help="milp (exact, default), minlp (the paper's), halp, uniform."),
     importance: str = typer.Option("magnitude", "--importance", help="magnitude, or an .npz of per-channel "
-                                   "scores keyed by group id or weight name."),
-    grid: int = typer.Option(8, "--grid", help="At most N channel levels per group."),
-    align: int = typer.Option(8, "--align", help="Channel counts are multiples of A."),
+                                   "scores keyed by group id or weight name, and optional block scores keyed by "
+                                   "block id (mdp_trt.torch.save_importance writes one)."),
+    grid: GridOption = 8,
+    align: AlignOption = 8,
     no_blocks: bool = typer.Option(False, "--no-blocks", help="Never remove residual blocks."),
-    threads: int | None = typer.Option(None, "--threads", help="CPU threads for ONNX Runtime (default: all cores)."),
+    threads: ThreadsOption = None,
     rounds: int = typer.Option(5, "--rounds", help="Closed-loop rounds: re-solve with a corrected budget while the "
                                "measurement misses the target or beats it by more than 5%."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip the plots (and the Pareto sweep)."),

@@ -10,13 +10,12 @@ from rich.table import Table
 
 from latency_db import DatabaseError
 from mdp_trt.cli.app import app, console
+from mdp_trt.cli.options import DbOption
 from mdp_trt.errors import InputError
 from mdp_trt.latency.store import open_db
 
 db_app = typer.Typer(help="Inspect, export, import and merge the latency database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-
-DB_OPTION = typer.Option(None, "--db", help="Database file (default: $MDP_TRT_DB, else the user cache).")
 
 
 def _human(size: int) -> str:
@@ -30,7 +29,7 @@ def _human(size: int) -> str:
 
 @db_app.command("show")
 def show_command(
-    db: Path | None = DB_OPTION,
+    db: DbOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Device fingerprints with their entry counts, and the size on disk."""
@@ -88,7 +87,7 @@ def show_command(
 @db_app.command("export")
 def export_command(
     file: Path = typer.Argument(..., help="JSONL file to write (replaced atomically)."),
-    db: Path | None = DB_OPTION,
+    db: DbOption = None,
 ) -> None:
     """Write every fingerprint, probe, entry and calibration to a JSONL file."""
     with open_db(db, readonly=True) as store:
@@ -99,7 +98,7 @@ def export_command(
 @db_app.command("import")
 def import_command(
     file: Path = typer.Argument(..., help="JSONL file made by `mdp-trt db export`."),
-    db: Path | None = DB_OPTION,
+    db: DbOption = None,
 ) -> None:
     """Add the records of an export; for a key measured on both sides the newer measurement wins."""
     if not file.is_file():
@@ -115,7 +114,7 @@ def import_command(
 @db_app.command("merge")
 def merge_command(
     other: Path = typer.Argument(..., help="Another latency database (e.g. measured on a remote device)."),
-    db: Path | None = DB_OPTION,
+    db: DbOption = None,
 ) -> None:
     """Bring in everything from another database file (it is opened read-only)."""
     if not other.is_file():

@@ -8,7 +8,15 @@ from pathlib import Path
 import typer
 
 from mdp_trt.cli.app import app, console, console_err
-from mdp_trt.cli.bench_cmd import BACKEND_HELP
+from mdp_trt.cli.options import (
+    AlignOption,
+    BackendOption,
+    BatchOption,
+    DbOption,
+    GridOption,
+    PrecisionOption,
+    ThreadsOption,
+)
 from mdp_trt.graph import analyze, load_model
 from mdp_trt.latency import (
     GridConfig,
@@ -28,13 +36,13 @@ from mdp_trt.prune import Plan
 def predict_command(
     model: Path = typer.Argument(..., help="The dense ONNX model the plan refers to."),
     plan_file: Path = typer.Option(..., "--plan", help="Plan JSON (mdp-plan/1)."),
-    backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
-    batch: int = typer.Option(1, "--batch", min=1, help="Batch size."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16."),
-    db: Path | None = typer.Option(None, "--db", help="Database file (default: $MDP_TRT_DB, else the user cache)."),
-    grid: int = typer.Option(8, "--grid", min=1, help="Channel levels per group (G)."),
-    align: int = typer.Option(8, "--align", min=1, help="Levels are multiples of this many channels."),
-    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: all cores)."),
+    backend: BackendOption = "auto",
+    batch: BatchOption = 1,
+    precision: PrecisionOption = "fp32",
+    db: DbOption = None,
+    grid: GridOption = 8,
+    align: AlignOption = 8,
+    threads: ThreadsOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print the prediction as JSON."),
 ) -> None:
     """Predict the plan's latency: sum of layer tables at its kept channels, plus the calibrated
