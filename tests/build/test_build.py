@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import onnx
 import pytest
 
@@ -121,3 +122,19 @@ def test_doctor_reports_what_is_here(capsys):
     checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)}
     assert checks["onnxruntime"]["ok"]
     assert "tensorrt" in checks
+
+
+def test_block_scores_in_an_importance_file_price_removing_the_block(workdir, tmp_path):
+    from mdp_trt.graph import analyze
+
+    structure = analyze(onnx.load(str(workdir / "toy.onnx")))
+    scores = {g.id: np.ones(g.size) for g in structure.prunable_groups}
+    (block,) = structure.blocks
+    np.savez(tmp_path / "scores.npz", **scores, **{block.id: np.array([1e6])})
+    out = tmp_path / "out"
+    assert main(args(workdir, out, "--speedup", "1.1", "--align", "2", "--no-plots",
+                     "--importance", str(tmp_path / "scores.npz"))) == 0
+    problem = json.loads((out / "problem.json").read_text())
+    (term,) = [layer for layer in problem["layers"] if layer["id"] == f"importance:{block.id}"]
+    assert term["block"] == block.id and term["importance"][0] > 0.5, "the block outweighs all its groups"
+    assert block.id not in json.loads((out / "plan.json").read_text())["remove_blocks"]
