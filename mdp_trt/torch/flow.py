@@ -7,7 +7,7 @@ device) is the ONNX pipeline's own, run on the model's export. The model comes b
 ready to fine-tune; afterwards `export` + `mdp_trt.prune.prune_model(..., plan)` give the pruned ONNX.
 
 `setup` and `plan_for` are the two halves, for callers that solve several targets or solvers on one
-model (scores, tables and calibration are computed once).
+model (scores, tables and calibration are computed once; each target gets the calibration law near it).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from mdp_trt.latency.calibrate import Calibration, calibrate, stored_calibration
 from mdp_trt.latency.grid import GridConfig, group_levels
 from mdp_trt.latency.profile import model_opset, profile_tables
 from mdp_trt.latency.store import open_db, resolve_db_path
+from mdp_trt.latency.tables import LatencyTable
 from mdp_trt.prune import Plan
 from mdp_trt.solve.from_model import problem_from_model
 from mdp_trt.solve.problem import Problem
@@ -48,12 +49,18 @@ class PruningSetup:
     graph: TorchGraph
     scores: dict[str, np.ndarray]
     levels: dict[str, tuple[int, ...]]
+    tables: dict[str, LatencyTable]
     calibration: Calibration
-    problem: Problem
+    blocks: bool
     backend: Backend
     batch: int
     dense_ms: float
     batches: list[Batch]
+
+    def problem(self, target_ms: float) -> Problem:
+        """The solver's problem for one target, its tables scaled by the calibration law near it (as `build`)."""
+        return problem_from_model(self.graph.structure, self.scores, self.tables, self.levels, self.calibration,
+                                  target_ms, use_blocks=self.blocks)
 
 
 def prune(model: nn.Module, example_inputs: Inputs, data: Iterable[Batch], loss_fn: LossFn, *,
@@ -98,8 +105,7 @@ def setup(model: nn.Module, example_inputs: Inputs, data: Iterable[Batch], loss_
         if calibration is None:
             calibration = calibrate(onnx_model, structure, tables, device, store, batch=batch, grid=grid_config)
     dense_ms = bench_model(onnx_model, device, batch=batch).measurement.median_ms
-    problem = problem_from_model(structure, scores, tables, levels, calibration, use_blocks=blocks)
-    return PruningSetup(graph, scores, levels, calibration, problem, device, batch, dense_ms, batches)
+    return PruningSetup(graph, scores, levels, tables, calibration, blocks, device, batch, dense_ms, batches)
 
 
 def _check_target(fps: float | None, latency_ms: float | None, speedup: float | None, batch: int) -> None:
@@ -125,7 +131,8 @@ def plan_for(ready: PruningSetup, target_ms: float, solver: str = "milp", *, rou
     info: dict[str, Any] = {"target_ms": target_ms, "dense_ms": ready.dense_ms, "batch": ready.batch, "rounds": []}
     if ready.dense_ms <= target_ms:
         return Plan(extra={**info, "measured_ms": ready.dense_ms, "met": True})
-    chosen = closed_loop(ready.graph.onnx_model, ready.graph.structure, ready.scores, ready.levels, ready.problem,
+    chosen = closed_loop(ready.graph.onnx_model, ready.graph.structure, ready.scores, ready.levels,
+                         ready.problem(target_ms),
                          ready.backend, target_ms, solver=solver, rounds=rounds, time_limit=time_limit,
                          batch=ready.batch)
     plan = chosen.plan
