@@ -6,10 +6,10 @@ own zero-latency "importance" entry, gated by the innermost block that holds eve
 group (a group living inside a residual branch is lost with the branch; a residual stream is not).
 
 A block may also have a score of its own (`scores[block id]`, one value: the loss change measured
-with the block removed, `mdp_trt.torch.block_scores`). Channel scores are first-order estimates that
-add up well for a few channels and badly for a whole branch, so a measured block score is the floor
-of what removing the block costs: the block gets a constant term, kept with it, of whatever its score
-exceeds the summed scores of the groups lost with it.
+with the block removed, as `mdp_trt.torch.taylor_importance` gives). Channel scores are first-order
+estimates that add up well for a few channels and badly for a whole branch, so a measured block score
+is the floor of what removing the block costs: the block gets a constant term, kept with it, of
+whatever its score exceeds the summed scores of the groups lost with it.
 Scores are normalised so the objective is the fraction of the model's importance kept (1 when dense).
 Latency tables enter scaled by the whole-model calibration law near the budget
 (`total = scale * sum + offset`, `Calibration.law`), with the offset as the fixed part, so the solver's
