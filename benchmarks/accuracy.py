@@ -27,6 +27,7 @@ import argparse
 import copy
 import gzip
 import importlib.resources
+import itertools
 import json
 import pickle
 import statistics
@@ -194,7 +195,7 @@ def run_seed(seed: int, args: argparse.Namespace, data) -> list[dict]:
     print(f"seed {seed}: dense trained in {time.perf_counter() - start:.0f} s, test accuracy {dense_acc:.4f}",
           flush=True)
     example = x_train[:1]
-    score_batches = list(batches(x_train, y_train, args.train_batch, None))[:args.steps]
+    score_batches = list(itertools.islice(batches(x_train, y_train, args.train_batch, None), args.steps))
     ready = mt.setup(model, example, score_batches, F.cross_entropy, batch=args.batch, backend="ort",
                      grid=args.grid, db=args.db, steps=args.steps, threads=args.threads)
     dense_onnx = ready.graph.onnx_model
@@ -241,8 +242,8 @@ def spread(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
 def report(rows: list[dict], args: argparse.Namespace) -> None:
     seeds = sorted({r["seed"] for r in rows})
     print(f"\n{len(seeds)} seed(s) {seeds}; latency: ONNX Runtime CPU, {args.threads} thread(s), batch {args.batch}; "
-          f"fine-tuning {args.finetune_epochs} epochs for every plan; BN statistics re-estimated on the training set "
-          "after masking and after fine-tuning")
+          f"fine-tuning {args.finetune_epochs} epochs for every plan; BN statistics re-estimated on "
+          f"{args.steps} training batches after masking and after fine-tuning")
     header = (f"{'target':>6}  {'method':<8} {'latency ms':>17} {'x dense':>13} {'FPS':>17} {'met':>5} "
               f"{'acc before FT %':>16} {'acc after FT %':>16} {'params k':>15} {'blocks cut':>10}")
     print(header)
