@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
+from mdp_trt.graph.constants import ConstantResolver
 from mdp_trt.graph.load import default_opset
 
 Dim = int | str | None  # a known size, a symbolic name, or unknown
@@ -54,39 +54,30 @@ class GraphView:
                 if inp:
                     self.consumers[inp].append(node)
         self.initializers = {t.name: t for t in self.graph.initializer}
-        self._constant_nodes = {
-            n.output[0]: n for n in self.nodes if n.op_type == "Constant" and n.domain in ("", "ai.onnx")
-        }
-        self._constant_cache: dict[str, np.ndarray] = {}
         self.graph_inputs = [i.name for i in self.graph.input if i.name not in self.initializers]
         self.graph_outputs = [o.name for o in self.graph.output]
         self.shapes: dict[str, Shape] = {}
         self.dtypes: dict[str, int] = {}
         self._collect_shapes(infer_shapes)
+        self.constants = ConstantResolver(self.nodes, self.initializers, self.shapes, model.opset_import,
+                                          model.ir_version)
 
     # --- constants -------------------------------------------------------------------------------
     def is_constant(self, name: str) -> bool:
-        return name in self.initializers or name in self._constant_nodes
+        """An initializer, a Constant node, or computed from them alone (Identity, Cast, Reshape...)."""
+        return self.constants.is_constant(name)
 
     def constant(self, name: str) -> np.ndarray | None:
-        """The value of an initializer or Constant-node output, else None."""
-        if name in self._constant_cache:
-            return self._constant_cache[name]
-        value: np.ndarray | None = None
-        if name in self.initializers:
-            value = numpy_helper.to_array(self.initializers[name])
-        elif name in self._constant_nodes:
-            value = _constant_node_value(self._constant_nodes[name])
-        if value is not None:
-            self._constant_cache[name] = value
-        return value
+        """The value of a constant (see `is_constant`), else None."""
+        return self.constants.value(name)
+
+    def static_value(self, name: str) -> np.ndarray | None:
+        """A constant's value, or a value computed from constants and static shapes (see constants.py)."""
+        return self.constants.static_value(name)
 
     def constant_shape(self, name: str) -> tuple[int, ...] | None:
-        """A constant's shape without decoding its data (weights can be large)."""
-        if name in self.initializers:
-            return tuple(int(d) for d in self.initializers[name].dims)
-        value = self.constant(name) if name in self._constant_nodes else None
-        return tuple(int(d) for d in value.shape) if value is not None else None
+        """A constant's shape without decoding stored data (weights can be large)."""
+        return self.constants.shape(name)
 
     # --- shapes ----------------------------------------------------------------------------------
     def shape(self, name: str) -> Shape | None:
@@ -182,21 +173,6 @@ def _dim(dim: onnx.TensorShapeProto.Dimension) -> Dim:
         return int(dim.dim_value)
     if dim.HasField("dim_param"):
         return dim.dim_param
-    return None
-
-
-def _constant_node_value(node: onnx.NodeProto) -> np.ndarray | None:
-    for attr in node.attribute:
-        if attr.name == "value":
-            return numpy_helper.to_array(attr.t)
-        if attr.name == "value_float":
-            return np.array(attr.f, dtype=np.float32)
-        if attr.name == "value_floats":
-            return np.array(list(attr.floats), dtype=np.float32)
-        if attr.name == "value_int":
-            return np.array(attr.i, dtype=np.int64)
-        if attr.name == "value_ints":
-            return np.array(list(attr.ints), dtype=np.int64)
     return None
 
 

@@ -33,7 +33,7 @@ def mask_model(model: onnx.ModelProto, structure: Structure, plan: Plan) -> onnx
             continue
         tc = structure.channels[source]
         dropped = np.setdiff1d(np.arange(len(tc.group) * tc.repeat), features(kept[source], tc.repeat))
-        weight = editor.get(node.input[1])
+        weight = editor.get(node, 1)
         if weight is None:
             continue
         weight = weight.copy()
@@ -42,6 +42,7 @@ def mask_model(model: onnx.ModelProto, structure: Structure, plan: Plan) -> onnx
         else:  # ConvTranspose (C_in first), Gemm without transB and MatMul (K first)
             weight[dropped] = 0
         editor.set(node, 1, weight)
+    editor.commit()
     _zero_removed_branches(model, structure, plan, view, editor)
     return model
 

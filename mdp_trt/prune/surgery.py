@@ -41,6 +41,7 @@ def prune_model(model: onnx.ModelProto, structure: Structure, plan: Plan,
     surgeon = _Surgeon(view, structure, kept, editor)
     for node in model.graph.node:
         surgeon.slice(node)
+    editor.commit()
     rewire_identities(model, bypassed)
     remove_dead_nodes(model)
     del model.graph.value_info[:]
@@ -96,7 +97,7 @@ class _Surgeon:
     def take(self, node: onnx.NodeProto, index: int, keep: np.ndarray | None, axis: int) -> None:
         if keep is None or len(node.input) <= index or not node.input[index]:
             return
-        value = self.editor.get(node.input[index])
+        value = self.editor.get(node, index)
         if value is not None:
             self.editor.set(node, index, np.take(value, keep, axis=axis))
 
@@ -146,7 +147,7 @@ class _Surgeon:
         self.take(node, 1, keep_in, 1 if transposed else 0)
         self.take(node, 1, keep_out, 0 if transposed else 1)
         if node.op_type == "Gemm" and len(node.input) > 2 and keep_out is not None:
-            bias = self.editor.get(node.input[2])
+            bias = self.editor.get(node, 2)
             if bias is not None and bias.ndim >= 1 and bias.shape[-1] > 1:
                 self.take(node, 2, keep_out, bias.ndim - 1)
 
@@ -161,7 +162,7 @@ class _Surgeon:
             return
         width = len(tc.group) * tc.repeat
         for index, name in enumerate(node.input):
-            value = self.editor.get(name) if name else None
+            value = self.editor.get(node, index)
             if value is None:
                 continue
             axis = tc.axis - (out_rank - value.ndim)
@@ -200,7 +201,7 @@ class _Surgeon:
         positions = self.kept.get(out)
         if positions is None:
             return
-        shape = self.editor.get(node.input[1])
+        shape = self.editor.get(node, 1)
         tc = self.structure.channels[out]
         if shape is None or tc.axis >= shape.size or shape[tc.axis] <= 0:
             return
