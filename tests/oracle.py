@@ -37,8 +37,10 @@ def random_plan(structure: Structure, rng: np.random.Generator, block_rate: floa
     for group in structure.prunable_groups:
         if rng.random() < 0.2:
             continue  # leave some groups untouched
-        count = int(rng.integers(1, group.size + 1))
-        groups[group.id] = tuple(sorted(rng.choice(group.size, count, replace=False).tolist()))
+        count = int(rng.integers(1, group.part_size + 1))  # per part: the same number in each
+        keep = [p * group.part_size + c for p in range(group.parts)
+                for c in rng.choice(group.part_size, count, replace=False).tolist()]
+        groups[group.id] = tuple(sorted(keep))
     blocks = tuple(b.id for b in structure.blocks if rng.random() < block_rate)
     return Plan(groups, blocks)
 

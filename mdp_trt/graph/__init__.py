@@ -2,13 +2,14 @@
 
 from mdp_trt.graph.analyze import analyze, prepare
 from mdp_trt.graph.load import load_model
-from mdp_trt.graph.structure import Block, EpilogueOp, Group, Layer, Segment, Structure, TensorChannels
+from mdp_trt.graph.structure import Block, EpilogueOp, Group, Layer, Reduction, Segment, Structure, TensorChannels
 
 __all__ = [
     "Block",
     "EpilogueOp",
     "Group",
     "Layer",
+    "Reduction",
     "Segment",
     "Structure",
     "TensorChannels",

@@ -58,7 +58,7 @@ def analyze(model: onnx.ModelProto) -> Structure:
     blocks = _with_parents(blocks)
     block_of = _innermost_block(blocks)
     layers = build_layers(view, prop.weighted, index, block_of)
-    return Structure(tuple(index.groups), tuple(layers), tuple(blocks), dict(index.tensors))
+    return Structure(tuple(index.groups), tuple(layers), tuple(blocks), dict(index.tensors), tuple(prop.reductions))
 
 
 def _with_parents(blocks: list[Block]) -> list[Block]:

@@ -19,7 +19,10 @@ class Group:
     """Channels that must be pruned together (one class of coupled channel dimensions).
 
     Channel `i` of a group is the same channel in every tensor the group appears in; `keep` indices of
-    a plan refer to this canonical order (the order in the group's first tensor).
+    a plan refer to this canonical order (the order in the group's first tensor). A group read or
+    written by a grouped convolution (or a GroupNorm, or a reshape that splits the channel axis) has
+    `parts` > 1: its canonical order runs part by part, and the pruned model keeps the same number of
+    channels in each part, so that `group` (or the reshape) stays consistent.
     """
 
     id: str
@@ -29,6 +32,11 @@ class Group:
     producers: tuple[str, ...]  # weighted nodes whose output channels form the group
     consumers: tuple[str, ...]  # weighted nodes that read the group as input channels
     tensors: tuple[str, ...]  # tensors the group's channels live in
+    parts: int = 1  # equal parts of size/parts consecutive channels; a plan keeps as many in each part
+
+    @property
+    def part_size(self) -> int:
+        return self.size // self.parts
 
 
 @dataclass(frozen=True)
@@ -97,15 +105,46 @@ class Block:
 
 @dataclass(frozen=True)
 class TensorChannels:
-    """Where each position on a tensor's channel axis lives: group index and channel index in it.
+    """Where each position on a tensor's channel axes lives: group index and channel index in it.
 
     Surgery uses this to turn a plan (kept channels per group) into kept positions per tensor.
+    Most tensors carry channels on one axis. A reshape that splits the channel axis (a channel
+    shuffle, GroupNorm) gives a tensor two channel axes; its positions are then the row-major flat
+    index over both (`shape`), and `group`/`channel` are flat in that order.
     """
 
-    axis: int
-    repeat: int
+    axes: tuple[int, ...]
+    repeats: tuple[int, ...]
+    shape: tuple[int, ...]  # channel indices along each channel axis
     group: np.ndarray  # index into Structure.groups, per position
     channel: np.ndarray  # canonical channel index inside that group, per position
+
+    @property
+    def single(self) -> bool:
+        return len(self.axes) == 1
+
+    @property
+    def axis(self) -> int:
+        """The channel axis of a tensor with one channel axis."""
+        assert self.single, "a tensor with two channel axes"
+        return self.axes[0]
+
+    @property
+    def repeat(self) -> int:
+        assert self.single, "a tensor with two channel axes"
+        return self.repeats[0]
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """A node that reduces or normalises over channels (LayerNorm over C, a mean over C, GroupNorm).
+
+    The pruned model computes it over the kept channels; the masked model must do the same, so it
+    rewrites these nodes with masks (`mdp_trt.prune.masked`).
+    """
+
+    node: str
+    input: str
 
 
 @dataclass(frozen=True)
@@ -116,6 +155,7 @@ class Structure:
     layers: tuple[Layer, ...]
     blocks: tuple[Block, ...]
     channels: dict[str, TensorChannels] = field(default_factory=dict, repr=False, compare=False)
+    reductions: tuple[Reduction, ...] = ()
 
     def group(self, group_id: str) -> Group:
         return self._groups_by_id()[group_id]
@@ -146,6 +186,7 @@ class Structure:
                 {
                     "id": g.id,
                     "size": g.size,
+                    "parts": g.parts,
                     "prunable": g.prunable,
                     "reason": g.reason,
                     "producers": list(g.producers),

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from mdp_trt.graph.constants import ConstantResolver
 from mdp_trt.graph.load import default_opset
@@ -58,9 +59,10 @@ class GraphView:
         self.graph_outputs = [o.name for o in self.graph.output]
         self.shapes: dict[str, Shape] = {}
         self.dtypes: dict[str, int] = {}
-        self._collect_shapes(infer_shapes)
-        self.constants = ConstantResolver(self.nodes, self.initializers, self.shapes, model.opset_import,
-                                          model.ir_version)
+        self._collect_shapes(self._inferred(skeleton(model)) if infer_shapes else model)
+        self.constants = self._resolver()
+        if infer_shapes:
+            self._infer_through_static_values()
 
     # --- constants -------------------------------------------------------------------------------
     def is_constant(self, name: str) -> bool:
@@ -89,14 +91,38 @@ class GraphView:
         shape = self.shape(name)
         return len(shape) if shape is not None else None
 
-    def _collect_shapes(self, infer: bool) -> None:
-        model = self.model
-        if infer:
-            try:
-                model = onnx.shape_inference.infer_shapes(skeleton(model), check_type=False,
-                                                          strict_mode=False, data_prop=True)
-            except Exception:  # shape inference fails on custom ops: use the declared shapes
-                model = self.model
+    def _resolver(self) -> ConstantResolver:
+        return ConstantResolver(self.nodes, self.initializers, self.shapes, self.model.opset_import,
+                                self.model.ir_version)
+
+    def _inferred(self, model: onnx.ModelProto) -> onnx.ModelProto:
+        try:
+            return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+        except Exception:  # shape inference fails on custom ops: use the declared shapes
+            return self.model
+
+    def _infer_through_static_values(self, rounds: int = 8) -> None:
+        """Infer shapes again with static values (split points computed from `Shape(x)`) as constants.
+
+        ONNX's data propagation stops at arithmetic such as `Shape(x)[1] / 2` (TorchScript's `chunk`),
+        leaving every shape after it unknown. Those values are static here, so they are fed to shape
+        inference as constants, until no new one appears.
+        """
+        fed: dict[str, np.ndarray] = {}
+        for _ in range(rounds):
+            frontier = {
+                name: value for node in self.nodes if not all(self.constants.is_static(o) for o in node.output if o)
+                for name in node.input
+                if name and name not in fed and not self.constants.is_constant(name) and self.constants.is_static(name)
+                and (value := self.constants.static_value(name)) is not None
+            }
+            if not frontier:
+                return
+            fed.update(frontier)
+            self._collect_shapes(self._inferred(_with_values(skeleton(self.model), fed)))
+            self.constants = self._resolver()
+
+    def _collect_shapes(self, model: onnx.ModelProto) -> None:
         for value_info in (*model.graph.input, *model.graph.value_info, *model.graph.output):
             tensor_type = value_info.type.tensor_type
             if not value_info.type.HasField("tensor_type"):
@@ -118,6 +144,16 @@ class GraphView:
 
 
 SMALL_CONSTANT_BYTES = 4096
+
+
+def _with_values(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """The model with its readers of `values` reading constants of those values instead."""
+    for node in model.graph.node:
+        for i, name in enumerate(node.input):
+            if name in values:
+                node.input[i] = f"{name}__static"
+    model.graph.initializer.extend(numpy_helper.from_array(np.asarray(v), f"{k}__static") for k, v in values.items())
+    return model
 
 
 def skeleton(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -32,14 +32,21 @@ class GridConfig:
 DEFAULT_GRID = GridConfig()
 
 
-def channel_levels(width: int, config: GridConfig = DEFAULT_GRID, prunable: bool = True) -> tuple[int, ...]:
+def channel_levels(width: int, config: GridConfig = DEFAULT_GRID, prunable: bool = True,
+                   parts: int = 1) -> tuple[int, ...]:
     """Ascending widths for a group of `width` channels; just `(width,)` when it cannot be pruned.
 
     A group narrower than the alignment is stepped by 1 channel instead (full width plus smaller
-    levels), since no aligned width below it exists.
+    levels), since no aligned width below it exists. A group in equal parts (a grouped convolution)
+    keeps the same number in each part: its levels are `parts` times the levels of one part, aligned
+    so that the whole width is a multiple of the alignment where the part allows it.
     """
     if width < 1:
         raise InputError(f"a channel group must have at least one channel, got {width}")
+    if parts > 1:
+        part_config = GridConfig(config.levels, max(1, config.align // math.gcd(config.align, parts)),
+                                 None if config.min_channels is None else -(-config.min_channels // parts))
+        return tuple(parts * k for k in channel_levels(width // parts, part_config, prunable))
     if not prunable or config.levels == 1 or width == 1:
         return (width,)
     align = config.align if width >= config.align else 1
@@ -54,7 +61,7 @@ def channel_levels(width: int, config: GridConfig = DEFAULT_GRID, prunable: bool
 
 def group_levels(structure: Structure, config: GridConfig = DEFAULT_GRID) -> dict[str, tuple[int, ...]]:
     """The grid of every group of a structure (non-prunable groups get their full width only)."""
-    return {g.id: channel_levels(g.size, config, g.prunable) for g in structure.groups}
+    return {g.id: channel_levels(g.size, config, g.prunable, g.parts) for g in structure.groups}
 
 
 def _round_up(value: int, multiple: int) -> int:

@@ -119,8 +119,8 @@ def build_probe(spec: ProbeSpec, k_in: int, k_out: int, batch: int = 1) -> onnx.
         raise InputError(
             f"probe needs positive channels and batch, got k_in={k_in} k_out={k_out} batch={batch}"
         )
-    if spec.depthwise and k_in != k_out:
-        raise InputError(f"a depthwise probe has k_in == k_out, got {k_in} and {k_out}")
+    if spec.depthwise and k_out % k_in:
+        raise InputError(f"a depthwise probe's outputs are a multiple of its inputs, got {k_in} and {k_out}")
     seed = int(content_hash([spec.signature, k_in, k_out])[:8], 16)
     return _ProbeBuilder(spec, k_in, k_out, batch, np.random.default_rng(seed)).model()
 

@@ -61,12 +61,19 @@ class LayerGrid:
     in_levels: tuple[int, ...]
     out_levels: tuple[int, ...]
     depthwise: bool
+    # Layer channels per group channel on each side: more than 1 where a group's channels appear
+    # several times in the layer's input (SPPF's Concat of pooled copies, a shuffled stream) or, for a
+    # depthwise conv with a channel multiplier, in its output.
+    in_scale: float = 1.0
+    out_scale: float = 1.0
 
     def cells(self) -> Iterator[tuple[int, int, ProbeTask]]:
-        """(row, column, probe) for every table cell; a depthwise probe has k_in == k_out."""
+        """(row, column, probe) for every table cell; a depthwise probe's input follows its output group."""
         for i, k_in in enumerate(self.in_levels):
             for j, k_out in enumerate(self.out_levels):
-                yield i, j, ProbeTask(self.spec, k_out if self.depthwise else k_in, k_out)
+                level_in = k_out if self.depthwise else k_in
+                yield i, j, ProbeTask(self.spec, max(1, round(level_in * self.in_scale)),
+                                      max(1, round(k_out * self.out_scale)))
 
 
 @dataclass(frozen=True)
@@ -117,8 +124,10 @@ def layer_grid(layer: Layer, levels: dict[str, tuple[int, ...]], opset: int = DE
     out_group, out_levels = _axis(layer.out_group, levels, layer.out_channels)
     if layer.depthwise:
         in_group, in_levels = None, (layer.in_channels,)
+        in_scale = layer.in_channels / out_levels[-1]
     else:
         in_group, in_levels = _axis(layer.in_group, levels, layer.in_channels)
+        in_scale = layer.in_channels / in_levels[-1]
     return LayerGrid(
         layer.name,
         ProbeSpec.from_layer(layer, opset),
@@ -127,6 +136,8 @@ def layer_grid(layer: Layer, levels: dict[str, tuple[int, ...]], opset: int = DE
         in_levels,
         out_levels,
         layer.depthwise,
+        in_scale,
+        layer.out_channels / out_levels[-1],
     )
 
 

@@ -1,8 +1,9 @@
 """The masked model: the original architecture with pruned channels cut off by zero weights.
 
-Channels only mix inside weighted ops (everything else the analysis lets through acts per channel),
-so zeroing the weights through which pruned channels enter a weighted op makes them unable to
-influence any kept channel. A removed block's branch output is multiplied by zero. The result
+Channels mix inside weighted ops and in reductions over channels (everything else the analysis lets
+through acts per channel). Zeroing the weights through which pruned channels enter a weighted op,
+and computing each reduction over the kept channels only (`masked_reductions.py`), makes them
+unable to influence any kept channel. A removed block's branch output is multiplied by zero. The result
 computes exactly what the pruned model computes: it is the exactness oracle for surgery, and a mask
 for users who fine-tune in their own framework.
 """
@@ -16,6 +17,8 @@ from mdp_trt.graph.analyze import prepare
 from mdp_trt.graph.structure import Structure
 from mdp_trt.graph.view import GraphView, attributes
 from mdp_trt.prune.constants import ConstantEditor
+from mdp_trt.prune.consumers import input_keep_mask
+from mdp_trt.prune.masked_reductions import mask_reductions
 from mdp_trt.prune.plan import Plan
 from mdp_trt.prune.positions import features, kept_positions
 
@@ -23,25 +26,20 @@ from mdp_trt.prune.positions import features, kept_positions
 def mask_model(model: onnx.ModelProto, structure: Structure, plan: Plan) -> onnx.ModelProto:
     plan.validate(structure)
     model = prepare(model)
-    view = GraphView(model, infer_shapes=False)
+    view = GraphView(model, infer_shapes=bool(structure.reductions))
     editor = ConstantEditor(model, view)
     kept = kept_positions(structure, plan)
     for layer in structure.layers:
         node = view.node_by_name[layer.name]
         source = node.input[0]
-        if source not in kept or layer.depthwise:
+        weight = editor.get(node, 1)
+        if source not in kept or layer.depthwise or weight is None:
             continue
         tc = structure.channels[source]
-        dropped = np.setdiff1d(np.arange(len(tc.group) * tc.repeat), features(kept[source], tc.repeat))
-        weight = editor.get(node, 1)
-        if weight is None:
-            continue
-        weight = weight.copy()
-        if node.op_type == "Conv" or (node.op_type == "Gemm" and attributes(node).get("transB", 0)):
-            weight[:, dropped] = 0
-        else:  # ConvTranspose (C_in first), Gemm without transB and MatMul (K first)
-            weight[dropped] = 0
-        editor.set(node, 1, weight)
+        keep = input_keep_mask(node.op_type, attributes(node), weight.shape, features(kept[source], tc.repeat),
+                               len(tc.group) * tc.repeat)
+        editor.set(node, 1, np.where(keep, weight, 0))
+    mask_reductions(model, structure, kept, view, editor)
     editor.commit()
     _zero_removed_branches(model, structure, plan, view, editor)
     return model

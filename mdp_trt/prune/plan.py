@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mdp_trt.errors import InputError
 from mdp_trt.graph.structure import Structure
 from mdp_trt.io import write_text_atomic
@@ -87,6 +89,13 @@ class Plan:
                     f"plan: group '{gid}' has {group.size} channels; index {bad[0]} is out of range")
             if not group.prunable and len(keep) != group.size:
                 raise InputError(f"plan: group '{gid}' cannot be pruned ({group.reason})")
+            if group.parts > 1:
+                counts = np.bincount(np.asarray(keep) // group.part_size, minlength=group.parts)
+                if len(set(counts.tolist())) != 1:
+                    raise InputError(
+                        f"plan: group '{gid}' has {group.parts} parts of {group.part_size} channels (a grouped "
+                        f"convolution or GroupNorm) and must keep as many in each; the plan keeps "
+                        f"{', '.join(str(c) for c in counts.tolist())}")
         known_blocks = {b.id for b in structure.blocks}
         for bid in self.remove_blocks:
             if bid not in known_blocks:

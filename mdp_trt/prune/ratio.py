@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
 
 from mdp_trt.errors import InputError
 from mdp_trt.graph.structure import Structure
 from mdp_trt.importance import channel_scores
+from mdp_trt.importance.selection import top_channels
 from mdp_trt.prune.plan import Plan
 
 
@@ -17,7 +17,6 @@ def ratio_plan(model: onnx.ModelProto, structure: Structure, ratio: float) -> Pl
     scores = channel_scores(model, structure, norm="l1")
     groups: dict[str, tuple[int, ...]] = {}
     for group in structure.prunable_groups:
-        count = max(1, round(ratio * group.size))
-        order = np.argsort(-scores[group.id], kind="stable")[:count]
-        groups[group.id] = tuple(sorted(int(i) for i in order))
+        count = group.parts * max(1, round(ratio * group.part_size))
+        groups[group.id] = top_channels(scores[group.id], count, group.parts)
     return Plan(groups, (), {"ratio": ratio})

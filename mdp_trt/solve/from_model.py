@@ -24,6 +24,7 @@ import numpy as np
 
 from mdp_trt.graph.structure import Group as ChannelGroup
 from mdp_trt.graph.structure import Structure
+from mdp_trt.importance.selection import level_importance, top_channels
 from mdp_trt.latency.calibrate import Calibration
 from mdp_trt.latency.tables import LatencyTable
 from mdp_trt.prune.plan import Plan
@@ -68,9 +69,7 @@ def problem_from_model(
     extras = _block_extras(structure, scores, prunable, owners) if use_blocks else {}
     total = sum(float(np.sum(scores[g.id])) for g in prunable) + sum(extras.values()) or 1.0
     for group in prunable:
-        ranked = np.sort(scores[group.id])[::-1]
-        cumulative = np.concatenate([[0.0], np.cumsum(ranked)])
-        importance = np.array([cumulative[k] for k in levels[group.id]]) / total
+        importance = level_importance(scores[group.id], levels[group.id], group.parts) / total
         owner = owners[group.id]
         layers.append(
             Layer(
@@ -141,14 +140,12 @@ def plan_from_solution(
     solution: Solution,
     problem: Problem,
 ) -> Plan:
-    """Keep each group's top-k channels by score at the chosen level; drop the blocks not kept."""
+    """Keep each group's top-k channels by score at the chosen level (per part); drop the blocks not kept."""
     groups: dict[str, tuple[int, ...]] = {}
     for gid, index in solution.levels.items():
         k = levels[gid][index]
-        size = len(scores[gid])
-        if k < size:
-            top = np.argsort(-scores[gid], kind="stable")[:k]
-            groups[gid] = tuple(sorted(int(i) for i in top))
+        if k < len(scores[gid]):
+            groups[gid] = top_channels(scores[gid], k, structure.group(gid).parts)
     kept = set(solution.blocks_kept)
     removed = tuple(b.id for b in problem.blocks if b.id not in kept)
     return Plan(groups, removed, {"solver": solution.to_json()})

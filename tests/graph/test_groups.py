@@ -43,12 +43,13 @@ def test_depthwise_conv_ties_input_and_output():
     assert dw.depthwise and dw.in_group == dw.out_group == s.layers[0].out_group
 
 
-def test_grouped_conv_is_frozen_with_a_reason():
+def test_grouped_conv_keeps_equal_parts_on_both_sides():
     g = Graph()
     a = g.conv("input", 3, 8)
-    s = analyze(g.model(head(g, g.conv(a, 8, 8, group=2), 8)))
-    frozen = s.group(s.layers[0].out_group)
-    assert not frozen.prunable and "group=2" in frozen.reason
+    s = analyze(g.model(head(g, g.conv(a, 8, 12, group=4), 12)))
+    before, after = s.group(s.layers[0].out_group), s.group(s.layers[1].out_group)
+    assert before.prunable and (before.parts, before.part_size) == (4, 2)
+    assert after.prunable and (after.parts, after.part_size) == (4, 3)
 
 
 def test_concat_keeps_parts_as_separate_groups():
@@ -147,6 +148,6 @@ def test_json_document_shape():
     y = g.node("Add", [a, g.conv(g.node("Relu", [g.conv(a, 8, 4)]), 4, 8)])
     doc = analyze(g.model(head(g, y, 8))).to_json()
     assert set(doc) == {"groups", "layers", "blocks"}
-    assert set(doc["groups"][0]) == {"id", "size", "prunable", "reason", "producers", "consumers"}
+    assert set(doc["groups"][0]) == {"id", "size", "parts", "prunable", "reason", "producers", "consumers"}
     assert set(doc["layers"][0]) == {"name", "op", "in_group", "out_group"}
     assert set(doc["blocks"][0]) == {"id", "nodes", "group"}

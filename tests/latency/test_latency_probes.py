@@ -94,7 +94,7 @@ def test_signature_sees_in_repeat_and_opset() -> None:
 
 def test_bad_probe_requests_are_input_errors() -> None:
     with pytest.raises(InputError):
-        build_probe(ProbeSpec.from_layer(conv_layer(depthwise=True, c_out=16)), 8, 16)
+        build_probe(ProbeSpec.from_layer(conv_layer(depthwise=True, c_out=16)), 8, 12)
     with pytest.raises(InputError):
         build_probe(ProbeSpec.from_layer(conv_layer(c_in=16, c_out=16, group=4)), 6, 8)
     with pytest.raises(InputError):
