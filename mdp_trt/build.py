@@ -9,12 +9,13 @@ most). The report says whether the target was met by measurement, never by predi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from mdp_trt.compile import compile_model
 from mdp_trt.errors import BudgetError, InputError
 from mdp_trt.graph import Structure, analyze, load_model
 from mdp_trt.graph.batch import model_batch
+from mdp_trt.graph.input_shapes import with_input_shapes
 from mdp_trt.importance import channel_scores, load_scores
 from mdp_trt.io import save_model_atomic
 from mdp_trt.latency.backends import get_backend
@@ -38,6 +40,7 @@ from mdp_trt.latency.profile import model_opset, profile_tables
 from mdp_trt.latency.store import open_db, resolve_db_path
 from mdp_trt.latency.tables import LatencyTable
 from mdp_trt.prune import Plan
+from mdp_trt.prune.verify import verify_pruned
 from mdp_trt.report import ModelStats, Report
 from mdp_trt.solve.from_model import problem_from_model
 from mdp_trt.solve.min_latency import min_latency
@@ -64,6 +67,8 @@ class BuildConfig:
     sweep_points: int = 8
     time_limit: float | None = 60.0
     make_plots: bool = True
+    # `--input-shape`: static sizes for inputs that are symbolic off the batch axis (None: the only input)
+    input_shapes: Mapping[str | None, tuple[int, ...]] = field(default_factory=dict)
 
     def check(self) -> None:
         """Reject bad options before any work is done."""
@@ -86,6 +91,23 @@ class BuildConfig:
         if not self.latency_ms > 0:
             raise InputError(f"--latency-ms must be positive, got {self.latency_ms}")
         return float(self.latency_ms)
+
+
+# Every name build writes into OUT/ (a model there under one of them would be overwritten).
+OUTPUT_NAMES = frozenset({
+    "model.pruned.onnx", "model.pruned.onnx.data", "plan.json", "problem.json", "report.json", "model.engine",
+    "model.engine.json", "model.ort.onnx", "model.ort.json", "kept_channels.png", "layer_latency.png", "pareto.png",
+})
+
+
+def check_output_folder(model_path: Path, out_dir: Path) -> None:
+    """Refuse an OUT/ that is a file, or where build would overwrite the input model, before any work."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"-o {out_dir} is a file; build writes a folder (OUT/model.pruned.onnx, ...)")
+    source = model_path.resolve()
+    if source.parent == out_dir.resolve() and source.name in OUTPUT_NAMES:
+        raise InputError(f"the model {model_path} is inside -o {out_dir} under a name build writes ({source.name}), "
+                         "so it would be overwritten; choose another output folder")
 
 
 class Stages:
@@ -121,7 +143,10 @@ def staged_output(out_dir: Path) -> Iterator[Path]:
 
 
 def run_build(model_path: Path, out_dir: Path, config: BuildConfig, console: Console) -> Report:
+    """The whole job; see the module docstring. The pruned model is written at the input sizes it was
+    profiled, measured and verified at (`--input-shape`), with the batch axis left as the model has it."""
     config.check()
+    check_output_folder(Path(model_path), Path(out_dir))
     grid = GridConfig(levels=config.grid, align=config.align)
     stages = Stages(console)
     with stages.stage("analyse") as note:
@@ -130,6 +155,7 @@ def run_build(model_path: Path, out_dir: Path, config: BuildConfig, console: Con
         if fixed is not None and fixed != config.batch:
             raise InputError(f"the model's batch is fixed to {fixed}; use --batch {fixed} or export it with a "
                              "symbolic batch dimension")
+        model = with_input_shapes(model, config.input_shapes, config.batch)
         structure = analyze(model)
         levels = group_levels(structure, grid)
         note["detail"] = (f"{len(structure.prunable_groups)} prunable groups, {len(structure.layers)} layers, "
@@ -169,6 +195,7 @@ def run_build(model_path: Path, out_dir: Path, config: BuildConfig, console: Con
                       "keeping every channel")
         plan, pruned, pruned_ms = Plan(), model, dense_ms
         predicted = predict_latency(structure, profile.tables, calibration, plan)
+        verification = {"ran": False, "skipped": "nothing was pruned"}
     else:
         with stages.stage("solve") as note:
             floor = min_latency(problem)
@@ -184,6 +211,10 @@ def run_build(model_path: Path, out_dir: Path, config: BuildConfig, console: Con
         rounds = chosen.rounds
         plan, pruned, pruned_ms = chosen.plan, chosen.pruned, chosen.measured_ms
         predicted, solver_info, importance_kept = chosen.predicted_ms, chosen.solver, chosen.importance
+        with stages.stage("verify") as note:
+            verified = verify_pruned(model, structure, plan, pruned)
+            verification = {**dataclasses.asdict(verified), "ran": True}
+            note["detail"] = verified.summary()
 
     met = pruned_ms <= target_ms
     with staged_output(out_dir) as staging:
@@ -213,6 +244,7 @@ def run_build(model_path: Path, out_dir: Path, config: BuildConfig, console: Con
             stages=stages.seconds,
             layers=_layer_latency(structure, profile.tables, plan),
             rounds=rounds,
+            verification=verification,
             command="mdp-trt " + " ".join(sys.argv[1:]) if sys.argv else "",
         )
         if config.make_plots:

@@ -21,6 +21,7 @@ from mdp_trt.latency.backends import Backend
 from mdp_trt.latency.bench import bench_model
 from mdp_trt.latency.protocol import BENCH_PROTOCOL
 from mdp_trt.prune import Plan, prune_model
+from mdp_trt.prune.verify import check_runs
 from mdp_trt.solve.from_model import plan_from_solution
 from mdp_trt.solve.problem import Problem
 from mdp_trt.solve.solvers import solve
@@ -65,6 +66,10 @@ def closed_loop(model: onnx.ModelProto, structure: Structure, scores: Mapping[st
     bracket the aim, the next budget is their geometric mean. The safely met plan with the most
     importance wins, then the met one (measured at or under the target); when nothing met, the fastest
     plan measured is returned (reported as not met).
+
+    Each new plan's model is loaded and run once in ONNX Runtime before it is benched (`check_runs`, a
+    fraction of a bench), so a model we got wrong ends as a `VerificationError`; the costlier comparison
+    with the masked model is left to the caller, for the chosen plan only.
     """
     estimates = bool(backend.fingerprint(batch, precision).get("estimate"))
     aim = target_ms if estimates else target_ms / (1 + NOISE)
@@ -89,6 +94,7 @@ def closed_loop(model: onnx.ModelProto, structure: Structure, scores: Mapping[st
             note["detail"] = f"{len(plan.remove_blocks)} blocks removed"
         with stage("bench", "pruned model") as note:
             if key not in measured_plans:
+                check_runs(pruned)  # a model ONNX Runtime refuses is our bug (exit 4), not a backend error
                 measured_plans[key] = bench_model(pruned, backend, batch=batch,
                                                   precision=precision).measurement.median_ms
             measured_ms = measured_plans[key]

@@ -25,3 +25,12 @@ class BudgetError(MdpError):
 
 class BackendUnavailable(MdpError):
     """A requested backend (TensorRT, a GPU, a solver) is not installed here; says what is missing."""
+
+
+class VerificationError(MdpError):
+    """A model we made does not load, run or compute what it should: a bug of ours (exit code 4).
+
+    Raised before the model is written, so a failed check leaves nothing on disk.
+    """
+
+    exit_code = 4

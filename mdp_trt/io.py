@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import onnx
@@ -41,11 +41,17 @@ def write_text_atomic(target: Path, text: str) -> None:
 
 def save_model_atomic(model: onnx.ModelProto, target: Path) -> None:
     """Save a model; models over protobuf's 2 GB limit go to one external-data file beside it."""
-    target = Path(target)
-    large = model.ByteSize() > 1_800_000_000
-    with atomic_path(target) as tmp:
-        if large:
-            onnx.save_model(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=f"{target.name}.data")
-        else:
-            onnx.save_model(model, str(tmp))
+    save_models_atomic([(model, Path(target))])
+
+
+def save_models_atomic(models: Sequence[tuple[onnx.ModelProto, Path]]) -> None:
+    """Save several models all or none: each is written to a temporary file beside its target, and they
+    replace their targets only once every one is saved."""
+    with contextlib.ExitStack() as stack:
+        for model, target in models:
+            tmp = stack.enter_context(atomic_path(target))
+            if model.ByteSize() > 1_800_000_000:
+                onnx.save_model(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
+                                location=f"{Path(target).name}.data")
+            else:
+                onnx.save_model(model, str(tmp))

@@ -44,6 +44,7 @@ class Report:
     stages: dict[str, float] = field(default_factory=dict)  # stage -> wall seconds
     layers: list[dict[str, Any]] = field(default_factory=list)  # name, dense_ms, pruned_ms (predicted)
     rounds: list[dict[str, Any]] = field(default_factory=list)  # closed loop: budget, predicted, measured
+    verification: dict[str, Any] = field(default_factory=dict)  # compared, max_difference, seconds, skipped
     command: str = ""
 
     def to_json(self) -> dict[str, Any]:
@@ -64,6 +65,7 @@ class Report:
             "stages": self.stages,
             "layers": self.layers,
             "rounds": self.rounds,
+            "verification": self.verification,
         }
 
     def save(self, path: Path) -> None:

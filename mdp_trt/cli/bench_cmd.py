@@ -8,8 +8,16 @@ from pathlib import Path
 import typer
 
 from mdp_trt.cli.app import app, console
-from mdp_trt.cli.options import BackendOption, BatchOption, DbOption, PrecisionOption, ThreadsOption
+from mdp_trt.cli.options import (
+    BackendOption,
+    BatchOption,
+    DbOption,
+    InputShapeOption,
+    PrecisionOption,
+    ThreadsOption,
+)
 from mdp_trt.graph import load_model
+from mdp_trt.graph.input_shapes import parse_input_shapes, with_input_shapes
 from mdp_trt.latency import bench_model, get_backend, resolve_db_path
 
 
@@ -22,9 +30,11 @@ def bench_command(
     threads: ThreadsOption = None,
     db: DbOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print latency_ms, fps, p10_ms, p90_ms, runs, backend."),
+    input_shape: InputShapeOption = None,
 ) -> None:
     """Median latency and FPS (batch / latency) after warm-up, sampled until the median is known to ±1%."""
-    onnx_model = load_model(model)
+    shapes = parse_input_shapes(input_shape or [])
+    onnx_model = with_input_shapes(load_model(model), shapes, batch)
     timer = get_backend(backend, threads=threads, db_path=resolve_db_path(db))
     result = bench_model(onnx_model, timer, batch=batch, precision=precision)
     if as_json:

@@ -14,9 +14,11 @@ from mdp_trt.cli.options import (
     BatchOption,
     DbOption,
     GridOption,
+    InputShapeOption,
     PrecisionOption,
     ThreadsOption,
 )
+from mdp_trt.graph.input_shapes import parse_input_shapes
 
 
 @app.command("build")
@@ -42,14 +44,19 @@ def build_command(
     rounds: int = typer.Option(5, "--rounds", help="Closed-loop rounds: re-solve with a corrected budget while the "
                                "measurement misses the target or beats it by more than 5%."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip the plots (and the Pareto sweep)."),
+    input_shape: InputShapeOption = None,
 ) -> None:
     """Prune MODEL to meet a throughput target on this device and compile it.
 
     Writes OUT/model.pruned.onnx, plan.json, problem.json, report.json, the engine (model.engine for
-    TensorRT, model.ort.onnx for ONNX Runtime) and plots. Exit code 3 when the target cannot be met.
+    TensorRT, model.ort.onnx for ONNX Runtime) and plots, all at once and only when the build succeeds.
+    The pruned model is loaded and run in ONNX Runtime (and compared with the masked model where cheap)
+    before anything is written. Exit codes: 2 bad input, 3 the target cannot be met, 4 a pruned model
+    failed that check (a bug of ours: please report the model).
     """
     config = BuildConfig(fps=fps, latency_ms=latency_ms, speedup=speedup, batch=batch, backend=backend,
                          precision=precision, db=db,
                          solver=solver, importance=importance, grid=grid, align=align, blocks=not no_blocks,
-                         threads=threads, rounds=rounds, make_plots=not no_plots)
+                         threads=threads, rounds=rounds, make_plots=not no_plots,
+                         input_shapes=parse_input_shapes(input_shape or []))
     run_build(model, output, config, console_err)

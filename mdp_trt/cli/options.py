@@ -23,3 +23,7 @@ GridOption = Annotated[int, typer.Option("--grid", min=1, help="At most N channe
 AlignOption = Annotated[int, typer.Option("--align", min=1, help="Channel counts are multiples of A.")]
 ThreadsOption = Annotated[int | None, typer.Option(
     "--threads", min=1, help="CPU threads for ONNX Runtime (default: all cores).")]
+InputShapeOption = Annotated[list[str] | None, typer.Option(
+    "--input-shape", metavar="NAME:DIMS", help="Static input sizes, as trtexec takes them: NAME:1x3x224x224 "
+    "(repeat the option or join several with commas; a bare 1x3x224x224 for a model with one input). Needed "
+    "when an input has symbolic sizes other than the batch; a batch given here must equal --batch.")]

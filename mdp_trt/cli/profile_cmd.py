@@ -14,11 +14,13 @@ from mdp_trt.cli.options import (
     BatchOption,
     DbOption,
     GridOption,
+    InputShapeOption,
     PrecisionOption,
     ThreadsOption,
 )
 from mdp_trt.errors import InputError
 from mdp_trt.graph import analyze, load_model
+from mdp_trt.graph.input_shapes import parse_input_shapes, with_input_shapes
 from mdp_trt.latency import PROBE_PROTOCOL, GridConfig, get_backend, model_opset, open_db, plan_probes
 from mdp_trt.latency import profile_tables as run_profile
 from mdp_trt.latency.bundle import export_bundle, run_bundle
@@ -48,6 +50,7 @@ def profile_command(
         help="Write the probes and a manifest into this folder for a remote device, measure nothing.",
     ),
     bundle: Path | None = typer.Option(None, "--run-bundle", help="Measure a folder written by --export-probes."),
+    input_shape: InputShapeOption = None,
 ) -> None:
     """Measure latency tables C_l[k_in, k_out] for every weighted layer; only missing probes are measured.
 
@@ -55,6 +58,7 @@ def profile_command(
     re-run resumes.
     """
     protocol = replace(PROBE_PROTOCOL, max_seconds=max_seconds)
+    shapes = parse_input_shapes(input_shape or [])
     if bundle is not None:
         timer = get_backend(backend, threads=threads, db_path=db)
         with open_db(db) as store:
@@ -67,7 +71,7 @@ def profile_command(
         return
     if model is None:
         raise InputError("give a MODEL to profile (or --run-bundle DIR)")
-    onnx_model = load_model(model)
+    onnx_model = with_input_shapes(load_model(model), shapes, batch)
     structure = analyze(onnx_model)
     grid_config = GridConfig(levels=grid, align=align)
     plan = plan_probes(structure, grid_config, model_opset(onnx_model))

@@ -11,6 +11,7 @@ from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
 from mdp_trt.errors import InputError
+from mdp_trt.graph.support import check_ir_version, check_ops
 
 MIN_OPSET = 7
 WEIGHTED_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -88,7 +89,12 @@ def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
 
 
 def check_supported(model: onnx.ModelProto, label: str = "model") -> None:
-    """Refuse models whose opset we cannot reason about, or that hold nothing to prune."""
+    """Refuse models the tools here cannot read (IR version, opset, ops), or that hold nothing to prune.
+
+    These are checked at load so that a model ONNX Runtime or the ONNX checker would refuse later (when
+    probing, benching or checking the pruned model) is refused now, in one line that names the cause.
+    """
+    check_ir_version(model, label)
     opset = default_opset(model)
     if opset is None:
         raise InputError(f"{label}: the model imports no default ONNX opset")
@@ -96,6 +102,7 @@ def check_supported(model: onnx.ModelProto, label: str = "model") -> None:
         raise InputError(
             f"{label}: unsupported opset {opset} (supported: {MIN_OPSET} to {max_opset()})"
         )
+    check_ops(model, label)
     if not any(n.op_type in WEIGHTED_OP_TYPES and n.domain in ("", "ai.onnx") for n in model.graph.node):
         raise InputError(f"{label}: no weighted op (Conv, ConvTranspose, Gemm, MatMul) to prune")
 

@@ -30,6 +30,7 @@ from torch import nn
 from mdp_trt.errors import InputError
 from mdp_trt.graph.structure import WEIGHTED_OPS
 from mdp_trt.io import save_model_atomic
+from mdp_trt.prune.verify import check_runs
 
 OPSET = 17
 INPUT_NAME = "input"
@@ -52,7 +53,8 @@ def export(model: nn.Module, example_inputs: Inputs, path: str | Path | None = N
     Inputs are named `input` (`input_1`, ... for further inputs), the output `output`. The model is
     exported in eval mode (its mode is restored afterwards). Removed-block masks installed by
     `apply_plan` step aside during export: the file holds the architecture with its (masked) weights,
-    and `mdp_trt.prune.prune_model` with the plan removes the blocks.
+    and `mdp_trt.prune.prune_model` with the plan removes the blocks. A file is written only once the
+    model loads and runs in ONNX Runtime (`VerificationError` otherwise).
     """
     inputs = as_tuple(example_inputs)
     input_names = [INPUT_NAME] + [f"{INPUT_NAME}_{i}" for i in range(1, len(inputs))]
@@ -77,6 +79,7 @@ def export(model: nn.Module, example_inputs: Inputs, path: str | Path | None = N
     if keep_bn:
         check_parameter_names(onnx_model, model)
     if path is not None:
+        check_runs(onnx_model, label="the exported model")  # nothing is written that does not run
         save_model_atomic(onnx_model, Path(path))
     return onnx_model
 

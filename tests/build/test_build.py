@@ -138,3 +138,23 @@ def test_block_scores_in_an_importance_file_price_removing_the_block(workdir, tm
     (term,) = [layer for layer in problem["layers"] if layer["id"] == f"importance:{block.id}"]
     assert term["block"] == block.id and term["importance"][0] > 0.5, "the block outweighs all its groups"
     assert block.id not in json.loads((out / "plan.json").read_text())["remove_blocks"]
+
+
+def test_a_model_with_symbolic_height_and_width_builds_at_the_input_shape_given(workdir, pruned_build, tmp_path,
+                                                                               capsys):
+    model = onnx.load(str(workdir / "toy.onnx"))
+    for axis, name in ((2, "H"), (3, "W")):
+        dim = model.graph.input[0].type.tensor_type.shape.dim[axis]
+        dim.Clear()
+        dim.dim_param = name
+    save_model_atomic(model, tmp_path / "hw.onnx")
+    out = tmp_path / "out"
+    build_args = ["build", str(tmp_path / "hw.onnx"), "-o", str(out), "--db", str(workdir / "db.sqlite"), "--grid", "3",
+                  "--threads", "1", "--speedup", "1.2", "--no-plots"]
+    assert main(build_args) == 2
+    assert "give --input-shape input:1x3xHxW" in capsys.readouterr().err and not out.exists()
+    assert main([*build_args, "--input-shape", "input:1x3x32x32"]) == 0
+    pruned = onnx.load(str(out / "model.pruned.onnx"))
+    assert [d.dim_param or d.dim_value for d in pruned.graph.input[0].type.tensor_type.shape.dim] == ["N", 3, 32, 32]
+    report = json.loads((out / "report.json").read_text())
+    assert report["verification"]["ran"] and report["verification"]["compared"]

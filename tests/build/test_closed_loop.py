@@ -74,3 +74,17 @@ def test_nothing_met_returns_the_fastest_plan(toy):
     measured = [r["measured_ms"] for r in chosen.rounds]
     assert len(measured) > 1 and min(measured) > target
     assert chosen.measured_ms == min(measured)
+
+
+def test_a_pruned_model_ort_cannot_run_ends_the_loop_as_a_verification_error_before_any_bench(toy, monkeypatch):
+    import mdp_trt.closed_loop as closed_loop_module
+    from mdp_trt.errors import VerificationError
+    from mdp_trt.prune import prune_model
+    from tests.prune.broken import bad_bias
+
+    monkeypatch.setattr(closed_loop_module, "prune_model", lambda *a, **k: bad_bias(prune_model(*a, **k)))
+    model, structure, scores, levels, problem, dense_ms = toy
+    device = Scripted(0.5 * dense_ms, [0.9])
+    with pytest.raises(VerificationError, match="does not run in ONNX Runtime"):
+        closed_loop(model, structure, scores, levels, problem, device, 0.5 * dense_ms)
+    assert device.results == [0.9 * 0.5 * dense_ms], "nothing was benched"

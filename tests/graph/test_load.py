@@ -108,3 +108,87 @@ def test_cli_prints_one_line_and_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert "not an ONNX model" in err
+
+
+def save(model: onnx.ModelProto, tmp_path) -> str:
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    return str(path)
+
+
+def with_node(node: onnx.NodeProto, opset: int = 17, domains: tuple[str, ...] = ()) -> onnx.ModelProto:
+    """The small model with `node` added, its first output a graph output, at `opset`, importing `domains`."""
+    model = small_model()
+    model.graph.node.append(node)
+    model.graph.output.append(helper.make_empty_tensor_value_info(node.output[0]))
+    model.opset_import[0].version = opset
+    model.opset_import.extend(helper.make_opsetid(d, 1) for d in domains)
+    return model
+
+
+def relu_output(model: onnx.ModelProto) -> str:
+    return model.graph.node[-1].output[0]
+
+
+@pytest.mark.parametrize(("op", "opset", "expected"), [
+    ("LayerNormalization", 12, "node 'ln' uses op 'LayerNormalization', which the default ONNX domain does not "
+                               "define at opset 12"),
+    ("FooBar", 17, "node 'ln' uses op 'FooBar', which the default ONNX domain does not define at opset 17"),
+    ("Upsample", 13, "node 'ln' uses op 'Upsample', which the default ONNX domain deprecates at opset 13"),
+])
+def test_an_op_its_opset_does_not_define_is_refused_naming_node_and_op(tmp_path, op, opset, expected):
+    model = with_node(helper.make_node(op, [relu_output(small_model())], ["extra"], name="ln"), opset)
+    with pytest.raises(InputError, match=expected):
+        load_model(save(model, tmp_path))
+
+
+def test_ops_inside_subgraphs_are_checked(tmp_path):
+    def branch(op: str, **attrs) -> onnx.GraphProto:
+        return helper.make_graph([helper.make_node(op, [], ["t"], name="inner", **attrs)], op, [],
+                                 [helper.make_empty_tensor_value_info("t")])
+
+    valid = branch("Constant", value=helper.make_tensor("v", onnx.TensorProto.FLOAT, [1], [0.0]))
+    cond = helper.make_node("Constant", [], ["cond"], value=helper.make_tensor("c", onnx.TensorProto.BOOL, [], [1]))
+    model = with_node(helper.make_node("If", ["cond"], ["extra"], name="if1", then_branch=branch("FooBar"),
+                                       else_branch=valid))
+    model.graph.node.insert(len(model.graph.node) - 1, cond)
+    with pytest.raises(InputError, match="node 'inner' \\(in subgraph 'then_branch' of node 'if1'\\) uses op 'FooBar'"):
+        load_model(save(model, tmp_path))
+
+
+def test_custom_domains_and_local_functions_are_allowed(tmp_path):
+    x = relu_output(small_model())
+    model = with_node(helper.make_node("FooBar", [x], ["extra"], name="custom", domain="com.microsoft"),
+                      domains=("com.microsoft",))
+    load_model(save(model, tmp_path))
+    function = helper.make_function("my.functions", "Twice", ["a"], ["b"], [helper.make_node("Add", ["a", "a"], ["b"])],
+                                    [helper.make_opsetid("", 17)])
+    model = with_node(helper.make_node("Twice", [x], ["extra"], name="twice", domain="my.functions"),
+                      domains=("my.functions",))
+    model.functions.append(function)
+    load_model(save(model, tmp_path))
+
+
+def test_a_domain_the_model_does_not_import_is_refused(tmp_path):
+    model = with_node(helper.make_node("FooBar", [relu_output(small_model())], ["extra"], name="c", domain="com.x"))
+    with pytest.raises(InputError, match=r"domain 'com\.x', which the model does not import"):
+        load_model(save(model, tmp_path))
+
+
+@pytest.mark.parametrize("version", [99, onnx.IR_VERSION + 1, 2])
+def test_an_ir_version_the_tools_here_cannot_read_is_refused(tmp_path, version):
+    model = small_model()
+    model.ir_version = version
+    with pytest.raises(InputError, match=f"unsupported IR version {version} \\(supported here: 3 to "):
+        load_model(save(model, tmp_path))
+
+
+def test_an_ir_version_onnxruntime_cannot_load_is_refused_with_its_limit(tmp_path, monkeypatch):
+    import mdp_trt.graph.support as support
+
+    monkeypatch.setattr(support, "_ort_loads_ir", lambda version: version <= 11)
+    model = small_model()
+    model.ir_version = 12
+    with pytest.raises(InputError, match="unsupported IR version 12 \\(supported here: 3 to 11;"):
+        load_model(save(model, tmp_path))
+    assert support.max_ir_version() == 11

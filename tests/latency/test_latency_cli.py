@@ -107,3 +107,41 @@ def test_predict_json(tmp_path: Path, toy_path: Path, capsys) -> None:
     assert json.loads(capsys.readouterr().out)["latency_ms"] == pytest.approx(first["latency_ms"])
     plan.write_text(json.dumps({"format": "mdp-plan/1", "groups": {"nope": {"keep": [0]}}}))
     assert main(args) == 2
+
+
+def symbolic_hw(path: Path, size: int = 16) -> Path:
+    """The toy model with its height and width symbolic, as an export with dynamic H and W has them."""
+    model = build("toy", input_size=size, batch=None)
+    for axis, name in ((2, "H"), (3, "W")):
+        dim = model.graph.input[0].type.tensor_type.shape.dim[axis]
+        dim.Clear()
+        dim.dim_param = name
+    onnx.save(model, path)
+    return path
+
+
+def test_profile_and_bench_need_static_sizes_and_take_them_from_input_shape(tmp_path: Path, capsys) -> None:
+    model, db = str(symbolic_hw(tmp_path / "hw.onnx")), str(tmp_path / "lat.sqlite")
+    for command in (["profile", model, "--backend", "analytic", "--db", db], ["bench", model, "--backend", "analytic"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "symbolic size 'H' (axis 2), 'W' (axis 3)" in err and "--input-shape" in err
+        assert main([*command, "--input-shape", "input:1x3x16x16"]) == 0
+        capsys.readouterr()
+    assert main(["bench", model, "--backend", "analytic", "--input-shape", "4x3x16x16"]) == 2
+    assert "gives batch 4 for input 'input' but --batch is 1" in capsys.readouterr().err
+    assert main(["bench", model, "--backend", "analytic", "--json", "--batch", "4", "--input-shape", "4x3x16x16"]) == 0
+
+
+def test_bench_of_a_custom_op_onnx_runtime_does_not_know_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
+    model = build("toy", input_size=16)
+    last = model.graph.node[-1]
+    model.graph.node.append(onnx.helper.make_node("FooBar", [last.output[0]], ["custom"], name="custom",
+                                                  domain="com.microsoft"))
+    model.graph.output[0].name = "custom"
+    model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    onnx.save(model, tmp_path / "custom.onnx")
+    assert main(["bench", str(tmp_path / "custom.onnx"), "--backend", "ort", "--threads", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "ONNX Runtime (CPUExecutionProvider) cannot load the model" in err and "com.microsoft:FooBar" in err

@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 
 from mdp_trt.errors import InputError
+from mdp_trt.graph.input_shapes import Shapes, static_input_shapes
 from mdp_trt.latency.measurement import Measurement
 from mdp_trt.latency.protocol import MeasureProtocol
 
@@ -57,35 +58,22 @@ def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     return [vi for vi in model.graph.input if vi.name not in initializers]
 
 
-def input_shapes(model: onnx.ModelProto, batch: int) -> dict[str, tuple[int, ...]]:
-    """Each input's shape with a symbolic batch axis set to `batch`; other symbolic axes are an error.
+def input_shapes(model: onnx.ModelProto, batch: int, shapes: Shapes | None = None) -> dict[str, tuple[int, ...]]:
+    """Each input's shape with a symbolic batch axis set to `batch` and other symbolic axes from `shapes`
+    (`--input-shape`); a symbolic axis left over is an error that suggests `--input-shape`.
 
     A fixed batch axis is kept as the model declares it, so a model exported at batch 1 is measured
     at batch 1 (it could not run otherwise).
     """
-    shapes: dict[str, tuple[int, ...]] = {}
-    for vi in graph_inputs(model):
-        dims = vi.type.tensor_type.shape.dim
-        shape: list[int] = []
-        for axis, dim in enumerate(dims):
-            if dim.HasField("dim_value") and dim.dim_value > 0:
-                shape.append(dim.dim_value)
-            elif axis == 0:
-                shape.append(batch)
-            else:
-                name = dim.dim_param or "?"
-                raise InputError(
-                    f"input {vi.name!r} has a symbolic size {name!r} on axis {axis}; only the batch axis "
-                    "may be symbolic (export the model with a fixed input size)"
-                )
-        shapes[vi.name] = tuple(shape)
-    return shapes
+    return static_input_shapes(model, shapes or {}, batch)
 
 
-def input_feeds(model: onnx.ModelProto, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random inputs of the right shape and dtype (values do not change latency for dense ops)."""
+def input_feeds(model: onnx.ModelProto, batch: int, seed: int = 0,
+                shapes: Shapes | None = None) -> dict[str, np.ndarray]:
+    """Random inputs of the right shape and dtype (values do not change latency for dense ops); integer
+    and boolean inputs are zeros, which every index or mask input accepts."""
     rng = np.random.default_rng(seed)
-    shapes = input_shapes(model, batch)
+    shapes = input_shapes(model, batch, shapes)
     feeds: dict[str, np.ndarray] = {}
     for vi in graph_inputs(model):
         dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)

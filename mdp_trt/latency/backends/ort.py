@@ -6,6 +6,7 @@ so probes are timed under exactly the settings the pruned model will run with.
 
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -40,6 +41,22 @@ def session_options(threads: int | None = None) -> Any:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
     return opts
+
+
+_ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
+# a source location, as in "/onnxruntime_src/.../model.cc:256 onnxruntime::Model::Model(...) "
+_ORT_SOURCE = re.compile(r"^/\S+\.cc:\d+ \S+?\(.*?\) ")
+
+
+def ort_error_line(exc: BaseException) -> str | None:
+    """The first line of an ONNX Runtime error, without its status prefix and source location (it names the
+    node or op at fault); None when `exc` is not ONNX Runtime's. Its exception types subclass plain
+    Exception, so they are told apart by their module."""
+    if not type(exc).__module__.startswith("onnxruntime"):
+        return None
+    lines = str(exc).strip().splitlines()
+    line = _ORT_SOURCE.sub("", _ORT_PREFIX.sub("", lines[0] if lines else type(exc).__name__))
+    return line[:600]
 
 
 def available_providers() -> list[str]:
@@ -99,9 +116,15 @@ class OrtBackend:
         if profile_prefix is not None:
             options.enable_profiling = True
             options.profile_file_prefix = profile_prefix
-        return ort.InferenceSession(
-            model.SerializeToString(), sess_options=options, providers=[PROVIDERS[self.provider]]
-        )
+        try:
+            return ort.InferenceSession(
+                model.SerializeToString(), sess_options=options, providers=[PROVIDERS[self.provider]]
+            )
+        except Exception as exc:  # onnxruntime's own types (see ort_error_line); anything else is re-raised
+            line = ort_error_line(exc)
+            if line is None:
+                raise
+            raise InputError(f"ONNX Runtime ({PROVIDERS[self.provider]}) cannot load the model: {line}") from None
 
     def measure(
         self, model: onnx.ModelProto, protocol: MeasureProtocol, *, batch: int = 1, precision: str = "fp32"
