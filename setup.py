@@ -23,7 +23,9 @@ setup(
         "highspy>=1.7",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "torch==2.13.0", "ruff", "pyscipopt>=5", "matplotlib>=3.7"],
+        # onnxscript: torch's dynamo exporter needs it, and the tests export real architectures both ways
+        "test": ["pytest>=7", "hypothesis>=6", "torch==2.13.0", "onnxscript>=0.5", "ruff", "pyscipopt>=5",
+                 "matplotlib>=3.7"],
         "torch": ["torch>=2.1"],
         "trt": ["tensorrt>=10", "cuda-python>=12"],
         "minlp": ["pyscipopt>=5"],
