@@ -20,6 +20,7 @@ CHILD = r"""
 import json, sys, time
 import numpy as np, onnx, psutil
 from mdp_trt.graph import analyze, load_model
+from mdp_trt.importance.selection import random_channels
 from mdp_trt.prune import Plan, prune_model
 def high_water():
     for line in open("/proc/self/status"):
@@ -32,7 +33,7 @@ t0 = time.perf_counter()
 structure = analyze(model)
 t1 = time.perf_counter()
 rng = np.random.default_rng(0)
-plan = Plan({g.id: tuple(sorted(rng.choice(g.size, max(1, g.size // 2), replace=False).tolist()))
+plan = Plan({g.id: random_channels(rng, g.size, g.parts * max(1, g.part_size // 2), g.parts)
              for g in structure.prunable_groups}, tuple(b.id for b in structure.blocks[::2]))
 pruned = prune_model(model, structure, plan)
 t2 = time.perf_counter()

@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import onnx
 
 from mdp_trt.graph import analyze, load_model
+from mdp_trt.importance.selection import random_channels
 from mdp_trt.prune import Plan, mask_model, prune_model
 from tests.oracle import random_inputs, run
 
@@ -120,11 +121,8 @@ def coverage(path: Path, seed: int) -> dict[str, Any]:
 def half_plan(structure, rng: np.random.Generator) -> Plan:
     """Every prunable group keeps a random half (at least one channel, as many in each of its parts);
     each block goes with p = 1/2."""
-    groups = {}
-    for g in structure.prunable_groups:
-        count = max(1, g.part_size // 2)
-        groups[g.id] = tuple(sorted(p * g.part_size + int(c) for p in range(g.parts)
-                                    for c in rng.choice(g.part_size, count, replace=False)))
+    groups = {g.id: random_channels(rng, g.size, g.parts * max(1, g.part_size // 2), g.parts)
+              for g in structure.prunable_groups}
     blocks = tuple(b.id for b in structure.blocks if rng.random() < 0.5)
     return Plan(groups, blocks)
 

@@ -7,6 +7,7 @@ import onnx
 import onnxruntime as ort
 
 from mdp_trt.graph import Structure
+from mdp_trt.importance.selection import random_channels
 from mdp_trt.prune import Plan, mask_model, prune_model
 
 
@@ -38,9 +39,7 @@ def random_plan(structure: Structure, rng: np.random.Generator, block_rate: floa
         if rng.random() < 0.2:
             continue  # leave some groups untouched
         count = int(rng.integers(1, group.part_size + 1))  # per part: the same number in each
-        keep = [p * group.part_size + c for p in range(group.parts)
-                for c in rng.choice(group.part_size, count, replace=False).tolist()]
-        groups[group.id] = tuple(sorted(keep))
+        groups[group.id] = random_channels(rng, group.size, count * group.parts, group.parts)
     blocks = tuple(b.id for b in structure.blocks if rng.random() < block_rate)
     return Plan(groups, blocks)
 

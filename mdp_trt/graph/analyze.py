@@ -12,7 +12,7 @@ from mdp_trt.graph.groups import build_groups
 from mdp_trt.graph.layers import build_layers
 from mdp_trt.graph.load import check_supported
 from mdp_trt.graph.structure import Block, Structure
-from mdp_trt.graph.view import GraphView, ensure_node_names
+from mdp_trt.graph.view import GraphView, ensure_node_names, has_symbolic_sizes
 
 
 def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -32,10 +32,13 @@ def analyze(model: onnx.ModelProto) -> Structure:
     """Find channel groups, weighted layers and removable residual blocks.
 
     Node names in the result are the model's own; nameless or duplicate-named nodes get deterministic
-    names (`prepare`), so ids are stable for one model file.
+    names (`prepare`), so ids are stable for one model file. A model with symbolic image sizes is
+    analysed at a representative size (see `GraphView`), so it keeps its removable blocks.
     """
     check_supported(model)
-    view = GraphView(_named(model))
+    named = _named(model)
+    sized = has_symbolic_sizes(named)
+    view = GraphView(named, representative_sizes=sized)
     prop = propagate(view)
     node_order = {n.name: i for i, n in enumerate(view.nodes)}
     weighted_names = {use.node.name for use in prop.weighted}
@@ -57,7 +60,8 @@ def analyze(model: onnx.ModelProto) -> Structure:
         ))
     blocks = _with_parents(blocks)
     block_of = _innermost_block(blocks)
-    layers = build_layers(view, prop.weighted, index, block_of)
+    # Layers record the model's own shapes (a symbolic size stays unknown, for profiling to refuse).
+    layers = build_layers(GraphView(named) if sized else view, prop.weighted, index, block_of)
     return Structure(tuple(index.groups), tuple(layers), tuple(blocks), dict(index.tensors), tuple(prop.reductions))
 
 

@@ -37,9 +37,15 @@ def ensure_node_names(model: onnx.ModelProto) -> None:
 
 
 class GraphView:
-    """Lookups over `model.graph`; build a new view after changing the graph."""
+    """Lookups over `model.graph`; build a new view after changing the graph.
 
-    def __init__(self, model: onnx.ModelProto, infer_shapes: bool = True) -> None:
+    `representative_sizes`: infer shapes with every symbolic input size off the batch axis set to
+    `REPRESENTATIVE_SIZE` (dynamic H and W). Which channels couple and which branches are residual does
+    not depend on the image size, but deciding it needs shapes that ONNX's inference leaves unknown
+    after a convolution of a symbolic size.
+    """
+
+    def __init__(self, model: onnx.ModelProto, infer_shapes: bool = True, representative_sizes: bool = False) -> None:
         self.model = model
         self.graph = model.graph
         self.opset = default_opset(model) or 0
@@ -59,7 +65,8 @@ class GraphView:
         self.graph_outputs = [o.name for o in self.graph.output]
         self.shapes: dict[str, Shape] = {}
         self.dtypes: dict[str, int] = {}
-        self._collect_shapes(self._inferred(skeleton(model)) if infer_shapes else model)
+        self.representative_sizes = representative_sizes
+        self._collect_shapes(self._inferred(self._skeleton()) if infer_shapes else model)
         self.constants = self._resolver()
         if infer_shapes:
             self._infer_through_static_values()
@@ -95,6 +102,18 @@ class GraphView:
         return ConstantResolver(self.nodes, self.initializers, self.shapes, self.model.opset_import,
                                 self.model.ir_version)
 
+    def _skeleton(self) -> onnx.ModelProto:
+        model = skeleton(self.model)
+        if self.representative_sizes:
+            for value in model.graph.input:
+                if value.name in self.initializers:
+                    continue
+                for dim in list(value.type.tensor_type.shape.dim)[1:]:
+                    if not dim.HasField("dim_value"):
+                        dim.Clear()
+                        dim.dim_value = REPRESENTATIVE_SIZE
+        return model
+
     def _inferred(self, model: onnx.ModelProto) -> onnx.ModelProto:
         try:
             return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
@@ -119,7 +138,7 @@ class GraphView:
             if not frontier:
                 return
             fed.update(frontier)
-            self._collect_shapes(self._inferred(_with_values(skeleton(self.model), fed)))
+            self._collect_shapes(self._inferred(_with_values(self._skeleton(), fed)))
             self.constants = self._resolver()
 
     def _collect_shapes(self, model: onnx.ModelProto) -> None:
@@ -144,6 +163,14 @@ class GraphView:
 
 
 SMALL_CONSTANT_BYTES = 4096
+REPRESENTATIVE_SIZE = 224  # divisible by every stride product of common backbones (32) and by 7, 14, 16
+
+
+def has_symbolic_sizes(model: onnx.ModelProto) -> bool:
+    """Whether a graph input has a symbolic or unknown size off its batch axis."""
+    initializers = {t.name for t in model.graph.initializer}
+    return any(not d.HasField("dim_value") for v in model.graph.input if v.name not in initializers
+               for d in list(v.type.tensor_type.shape.dim)[1:])
 
 
 def _with_values(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> onnx.ModelProto:

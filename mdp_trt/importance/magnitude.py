@@ -16,11 +16,14 @@ from mdp_trt.graph.view import GraphView, attributes
 
 
 def channel_scores(model: onnx.ModelProto, structure: Structure, norm: str = "l2") -> dict[str, np.ndarray]:
-    """Group id -> one non-negative score per channel (canonical order)."""
+    """Group id -> one non-negative score per channel (canonical order); block id -> one score, the
+    summed scores of every filter inside the block (what removing it removes, stream filters included)."""
     if norm not in ("l1", "l2"):
         raise ValueError(f"norm must be 'l1' or 'l2', not {norm!r}")
     view = GraphView(prepare(model), infer_shapes=False)
     scores = {g.id: np.zeros(g.size, dtype=np.float64) for g in structure.groups}
+    scores.update({b.id: np.zeros(1) for b in structure.blocks})
+    parents = {b.id: b.parent for b in structure.blocks}
     group_ids = [g.id for g in structure.groups]
     for layer in structure.layers:
         node = view.node_by_name[layer.name]
@@ -28,6 +31,10 @@ def channel_scores(model: onnx.ModelProto, structure: Structure, norm: str = "l2
         tc = structure.channels[node.output[0]]
         for position, (g, c) in enumerate(zip(tc.group.tolist(), tc.channel.tolist(), strict=True)):
             scores[group_ids[g]][c] += per_output[position]
+        block = layer.block
+        while block is not None:
+            scores[block] += per_output.sum()
+            block = parents[block]
     return scores
 
 

@@ -31,3 +31,16 @@ def level_importance(scores: np.ndarray, levels: Sequence[int], parts: int = 1) 
     ranked = np.sort(scores.reshape(parts, part_size), axis=1)[:, ::-1]
     cumulative = np.concatenate([np.zeros((parts, 1)), np.cumsum(ranked, axis=1)], axis=1).sum(axis=0)
     return np.array([cumulative[k // parts] for k in levels])
+
+
+def random_channels(rng: np.random.Generator, size: int, k: int, parts: int = 1) -> tuple[int, ...]:
+    """k random channels (sorted), as many in each part: plans for calibration, tests and benchmarks."""
+    part_size = size // parts
+    return tuple(sorted(p * part_size + int(c) for p in range(parts)
+                        for c in rng.choice(part_size, k // parts, replace=False)))
+
+
+def first_channels(size: int, k: int, parts: int = 1) -> tuple[int, ...]:
+    """The first k channels, as many in each part."""
+    part_size = size // parts
+    return tuple(p * part_size + c for p in range(parts) for c in range(k // parts))

@@ -20,6 +20,7 @@ import onnx
 
 from latency_db import CalibrationRecord, LatencyDB, content_hash
 from mdp_trt.graph.structure import Structure
+from mdp_trt.importance.selection import first_channels, random_channels
 from mdp_trt.latency.backends.base import Backend
 from mdp_trt.latency.grid import DEFAULT_GRID, GridConfig, group_levels
 from mdp_trt.latency.predict import layer_sum
@@ -161,7 +162,7 @@ def _sampled_plan(
             continue
         k = width(group.size, options)
         if k < group.size:
-            groups[group.id] = tuple(sorted(int(i) for i in rng.choice(group.size, k, replace=False)))
+            groups[group.id] = random_channels(rng, group.size, k, group.parts)
     removed: list[str] = []
     for block in structure.blocks:
         if block.parent not in removed and rng.random() < block_probability:
@@ -172,7 +173,7 @@ def _sampled_plan(
 def smallest_plan(structure: Structure, levels: dict[str, tuple[int, ...]]) -> Plan:
     """Every prunable group at its lowest grid level and every outermost block removed."""
     groups = {
-        g.id: tuple(range(levels[g.id][0]))
+        g.id: first_channels(g.size, levels[g.id][0], g.parts)
         for g in structure.groups
         if g.prunable and len(levels.get(g.id, ())) >= 2 and levels[g.id][0] < g.size
     }

@@ -5,11 +5,14 @@ best channel scores, once, however many layers produce the group. So each prunab
 own zero-latency "importance" entry, gated by the innermost block that holds every producer of the
 group (a group living inside a residual branch is lost with the branch; a residual stream is not).
 
-A block may also have a score of its own (`scores[block id]`, one value: the loss change measured
-with the block removed, as `mdp_trt.torch.taylor_importance` gives). Channel scores are first-order
-estimates that add up well for a few channels and badly for a whole branch, so a measured block score
-is the floor of what removing the block costs: the block gets a constant term, kept with it, of
-whatever its score exceeds the summed scores of the groups lost with it.
+Removing a block costs at least what it holds: every group it owns, prunable or not (a frozen group or
+one too narrow for a second grid level has no term of its own), and its own score where the importance
+source gives one (`scores[block id]`, one value: the loss change measured with the block removed, as
+`mdp_trt.torch.taylor_importance` gives, or the magnitude of all its layers' filters, as
+`channel_scores` gives). Channel scores are first-order estimates that add up well for a few channels
+and badly for a whole branch, so this is the floor of what removing the block costs: the block gets a
+constant term, kept with it, of whatever the floor exceeds the summed scores of the problem's groups
+lost with it. No block is ever removed for free.
 Scores are normalised so the objective is the fraction of the model's importance kept (1 when dense).
 Latency tables enter scaled by the whole-model calibration law near the budget
 (`total = scale * sum + offset`, `Calibration.law`), with the offset as the fixed part, so the solver's
@@ -65,7 +68,8 @@ def problem_from_model(
             Layer(layer.name, in_group, out_group, layer_block.get(layer.name), law.scale * ms, np.zeros(0))
         )
 
-    owners = {g.id: _owning_block(structure, g.producers, layer_block) if use_blocks else None for g in prunable}
+    owners = {g.id: _owning_block(structure, g.producers, layer_block) if use_blocks else None
+              for g in structure.groups}
     extras = _block_extras(structure, scores, prunable, owners) if use_blocks else {}
     total = sum(float(np.sum(scores[g.id])) for g in prunable) + sum(extras.values()) or 1.0
     for group in prunable:
@@ -89,7 +93,13 @@ def problem_from_model(
 
 def _block_extras(structure: Structure, scores: Mapping[str, np.ndarray], prunable: Sequence[ChannelGroup],
                   owners: Mapping[str, str | None]) -> dict[str, float]:
-    """Block id -> how much its own score exceeds the scores of the groups removed with it (if it does)."""
+    """Block id -> what removing it costs beyond the problem's groups that go with it (if anything).
+
+    Removing a block costs at least everything inside it: the scores of every group it owns, prunable
+    or not, in the problem or not (a group too narrow for a second grid level has no term of its own),
+    and its own score where the importance source gives one (an ablation, the magnitude of its layers).
+    The part not already counted by the problem's groups lost with it becomes the block's constant term.
+    """
     parents = {b.id: b.parent for b in structure.blocks}
 
     def inside(block: str | None, ancestor: str) -> bool:
@@ -99,9 +109,8 @@ def _block_extras(structure: Structure, scores: Mapping[str, np.ndarray], prunab
 
     extras = {}
     for block in structure.blocks:
-        if block.id not in scores:
-            continue
-        own = float(np.sum(scores[block.id]))
+        held = sum(float(np.sum(scores[g.id])) for g in structure.groups if inside(owners[g.id], block.id))
+        own = max(held, float(np.sum(scores[block.id])) if block.id in scores else 0.0)
         lost = sum(float(np.sum(scores[g.id])) for g in prunable if inside(owners[g.id], block.id))
         if own > lost:
             extras[block.id] = own - lost

@@ -65,3 +65,24 @@ def test_resnet_blocks_are_the_identity_shortcuts():
     assert all(b.group is not None for b in s.blocks)
     s18 = analyze(build("resnet18", input_size=64, num_classes=10))
     assert len(s18.blocks) == 5
+
+
+def test_symbolic_image_sizes_keep_blocks_and_prune_exactly():
+    from mdp_trt.prune import Plan, mask_model, prune_model
+    from tests.oracle import run
+
+    static = build("resnet18", input_size=32)
+    dynamic = build("resnet18", input_size=32)
+    for axis, name in ((2, "height"), (3, "width")):
+        dim = dynamic.graph.input[0].type.tensor_type.shape.dim[axis]
+        dim.Clear()
+        dim.dim_param = name
+    fixed, free = analyze(static), analyze(dynamic)
+    assert len(free.blocks) == len(fixed.blocks) > 0
+    assert [(g.size, g.prunable) for g in free.groups] == [(g.size, g.prunable) for g in fixed.groups]
+    assert free.layers[0].input_shape[2:] == (None, None)  # profiling still needs --input-shape
+    plan = Plan({g.id: tuple(range(0, g.size, 2)) for g in free.prunable_groups}, (free.blocks[1].id,))
+    x = {"input": np.random.default_rng(0).standard_normal((1, 3, 48, 40)).astype(np.float32)}
+    for got, want in zip(run(prune_model(dynamic, free, plan), x), run(mask_model(dynamic, free, plan), x),
+                         strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(want).max())))

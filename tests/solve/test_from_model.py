@@ -68,3 +68,27 @@ def test_a_block_score_below_its_groups_scores_changes_nothing(toy):
     for kept in (["b0"], []):
         assert (evaluate(scored, dense_levels(scored), kept).objective
                 == pytest.approx(evaluate(plain, dense_levels(plain), kept).objective))
+
+
+def test_a_block_whose_groups_have_no_term_of_their_own_still_costs_them(toy):
+    """The default grid's alignment leaves g2 (8 channels) one level: no term, yet removing b0 loses it."""
+    structure, tables, _, scores = toy
+    coarse = group_levels(structure, GridConfig(levels=3, align=8))
+    assert len(coarse["g2"]) == 1
+    problem = problem_from_model(structure, scores, tables, coarse, Calibration(1.0, 0.0))
+    assert "g2" not in {g.id for g in problem.groups}
+    kept = evaluate(problem, dense_levels(problem), ["b0"]).objective
+    removed = evaluate(problem, dense_levels(problem), []).objective
+    total = sum(scores[g.id].sum() for g in problem.groups) + scores["g2"].sum()
+    assert kept == pytest.approx(1.0)
+    assert kept - removed == pytest.approx(scores["g2"].sum() / total)
+
+
+def test_magnitude_prices_a_block_at_all_of_its_filters():
+    from mdp_trt.importance import channel_scores
+
+    model = build("toy", input_size=16)
+    structure = analyze(model)
+    scores = channel_scores(model, structure)
+    inner = scores["g2"].sum()  # block.conv1's filters
+    assert scores["b0"][0] > inner > 0  # block.conv2 writes the stream: its filters count too
