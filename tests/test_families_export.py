@@ -71,12 +71,10 @@ def test_every_family_has_patterns() -> None:
 
 @pytest.mark.parametrize("name", sorted(fam.FAMILIES))
 @pytest.mark.parametrize(("fold_bn", "dynamo"), EXPORTS)
-def test_export_checks_runs_and_matches_torch(name: str, fold_bn: bool, dynamo: bool, tmp_path) -> None:
-    if dynamo:
-        pytest.importorskip("onnxscript")
+def test_export_checks_runs_and_matches_torch(name: str, fold_bn: bool, dynamo: bool, family_exports) -> None:
     model = fam.make(name)
     shape = fam.input_shape(name)
-    path = fam.export(model, tmp_path / f"{name}.onnx", shape, fold_bn=fold_bn, dynamo=dynamo)
+    path = family_exports.path(name, fold_bn=fold_bn, dynamo=dynamo)
     onnx_model = onnx.load(path)
     onnx.checker.check_model(onnx_model, full_check=True)
     assert onnx_model.opset_import[0].version == (18 if dynamo else 17)
@@ -104,11 +102,11 @@ def test_export_checks_runs_and_matches_torch(name: str, fold_bn: bool, dynamo: 
 
 @pytest.mark.parametrize("name", ["tied", "yolov8_fresh"])
 @pytest.mark.parametrize("fold_bn", [False, True])
-def test_torchscript_routes_equal_initializers_through_identity(name: str, fold_bn: bool, tmp_path) -> None:
+def test_torchscript_routes_equal_initializers_through_identity(name: str, fold_bn: bool, family_exports) -> None:
     """The TorchScript exporter keeps one copy of equal initializers and feeds the others through
     Identity nodes (`onnx::Conv_52 -> Identity -> bias of another Conv`): the pattern the analysis
     must see through. tied has it by construction, yolov8_fresh naturally (Detect.bias_init)."""
-    path = fam.export(fam.make(name), tmp_path / f"{name}.onnx", fam.input_shape(name), fold_bn=fold_bn)
+    path = family_exports.path(name, fold_bn=fold_bn, dynamo=False)
     model = onnx.load(path)
     initializers = {t.name for t in model.graph.initializer}
     readers = [n for n in model.graph.node if n.op_type == "Identity" and n.input[0] in initializers]
@@ -117,9 +115,9 @@ def test_torchscript_routes_equal_initializers_through_identity(name: str, fold_
     assert all(n.output[0] in weighted for n in readers)
 
 
-def test_ghostnet_slice_really_cuts(tmp_path) -> None:
+def test_ghostnet_slice_really_cuts(family_exports) -> None:
     """One GhostModule's concat has 46 channels and keeps 45: the slice is not a no-op."""
-    path = fam.export(fam.make("ghostnet"), tmp_path / "g.onnx", fam.input_shape("ghostnet"), fold_bn=True)
+    path = family_exports.path("ghostnet", fold_bn=True, dynamo=False)
     model = onnx.shape_inference.infer_shapes(onnx.load(path))
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in model.graph.value_info}
     cuts = [n for n in model.graph.node if n.op_type == "Slice" and shapes[n.input[0]][1] != shapes[n.output[0]][1]]

@@ -72,8 +72,9 @@ def propagate(view: GraphView) -> Propagation:
     walker = Walker(view, RULES)
     for node in view.nodes:
         walker.visit(node)
-    for name in view.graph_outputs:
-        walker.freeze_tensor(name, "graph output")
+    for name in view.graph_outputs:  # the interface fixes these whatever else would have frozen them
+        for i in walker.maps[name].flat.tolist() if name in walker.maps else []:
+            walker.frozen[i] = "graph output"
     return Propagation(walker.maps, walker.union, walker.frozen, walker.origin, walker.weighted,
                        walker.parts, walker.reductions)
 
@@ -138,11 +139,12 @@ class Walker:
         if not isinstance(size, int):
             return None
         producer = self.view.producer.get(name)
-        reason = (
-            f"channels come from {producer.op_type} '{producer.name}', which is not analysed"
-            if producer is not None
-            else f"graph input '{name}'"
-        )
+        if producer is None:
+            reason = f"graph input '{name}'"
+        elif name in self.view.graph_outputs:
+            reason = "graph output"
+        else:
+            reason = f"channels come from {producer.op_type} '{producer.name}', which is not analysed"
         cmap = ChannelMap.on(self.fresh(size, frozen=reason), axis)
         self.maps[name] = cmap
         return cmap
