@@ -2,10 +2,10 @@
 
 A pruned ONNX model must compute what the same pruning computes in PyTorch, so the tests need models
 whose reference is not our own ONNX code. These cover the coupling patterns the pruner must get right:
-BN epilogues, residual Adds with a projection shortcut, depthwise convs with ReLU6, SE gates (Linear
-and Conv forms), and DenseNet-style channel Concats. They are small (input 1x3x32x32) and seeded; BN
-running statistics are randomised so that BN is never the identity (a fresh BN would hide bugs in
-folding or in slicing BN parameters).
+BN epilogues, residual Adds with a projection shortcut, depthwise convs with ReLU6 (and with a channel
+multiplier), grouped convs, SE gates (Linear and Conv forms), and DenseNet-style channel Concats. They
+are small (input 1x3x32x32) and seeded; BN running statistics are randomised so that BN is never the
+identity (a fresh BN would hide bugs in folding or in slicing BN parameters).
 
 Only tests that `pytest.importorskip("torch")` import this module.
 """
@@ -189,8 +189,35 @@ class DenseLike(nn.Module):
         return self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1))
 
 
+class GroupedBottleneck(nn.Module):
+    """ResNeXt bottleneck: 1x1, grouped 3x3 (4 groups), 1x1, identity shortcut."""
+
+    def __init__(self, c: int, width: int, groups: int) -> None:
+        super().__init__()
+        self.branch = nn.Sequential(*conv_bn(c, width, 1), nn.ReLU(), *conv_bn(width, width, 3, groups=groups),
+                                    nn.ReLU(), *conv_bn(width, c, 1))
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(x + self.branch(x))
+
+
+class ResNeXtLike(nn.Module):
+    """Stem, a grouped bottleneck, a depthwise conv with a channel multiplier of 2, GAP, Linear."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(*conv_bn(3, 16, 3), nn.ReLU(), GroupedBottleneck(16, 16, 4),
+                                      *conv_bn(16, 32, 3, 2, groups=16), nn.ReLU())
+        self.fc = nn.Linear(32, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x).mean((2, 3)))
+
+
 MODELS: dict[str, type[nn.Module]] = {
     "resnet_like": ResNetLike,
+    "resnext_like": ResNeXtLike,
     "mobilenet_v2_like": MobileNetV2Like,
     "se_model": SEModel,
     "dense_like": DenseLike,

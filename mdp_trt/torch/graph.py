@@ -55,10 +55,3 @@ def output_axis(layer: Layer, node: onnx.NodeProto) -> int:
     if layer.op == "Gemm" and not attributes(node).get("transB", 0):
         return 1  # (K, N)
     return 1 if layer.op == "MatMul" else 0  # Conv (C_out, C_in / group, k...), Gemm with transB (N, K)
-
-
-def input_axis(layer: Layer, node: onnx.NodeProto) -> int:
-    """Axis of the layer's weight that indexes its input channels (or features), as `mask_model` has it."""
-    if layer.op == "Conv" or (layer.op == "Gemm" and attributes(node).get("transB", 0)):
-        return 1
-    return 0  # ConvTranspose (C_in first), Gemm without transB and MatMul (K first)

@@ -28,11 +28,13 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.hooks import RemovableHandle
 from torch.utils.weak import WeakIdKeyDictionary
 
+from mdp_trt.graph.view import attributes
+from mdp_trt.prune.consumers import input_keep_mask, output_keep_mask
 from mdp_trt.prune.plan import Plan
 from mdp_trt.prune.positions import features, kept_positions
 from mdp_trt.torch.blocks import branch_modules, zero_branch_output
 from mdp_trt.torch.export import Inputs
-from mdp_trt.torch.graph import TorchGraph, input_axis, output_axis, trace
+from mdp_trt.torch.graph import TorchGraph, trace
 
 _MASKS: WeakIdKeyDictionary = WeakIdKeyDictionary()  # parameter -> its keep-mask (same shape, 0/1)
 _STEP_HOOK: list[RemovableHandle] = []  # the one global optimizer hook, registered on first use
@@ -66,15 +68,16 @@ def parameter_masks(graph: TorchGraph, plan: Plan) -> dict[str, np.ndarray]:
     for layer in structure.layers:
         node = graph.node(layer.name)
         source, out = node.input[0], node.output[0]
-        if source in kept and not layer.depthwise:
+        attrs, shape = attributes(node), masks.shape(node.input[1])
+        if source in kept and not layer.depthwise and shape is not None:
             tc = structure.channels[source]
-            masks.drop(node.input[1], input_axis(layer, node),
-                       _dropped(len(tc.group) * tc.repeat, features(kept[source], tc.repeat)))
-        if out in kept:
-            dropped = _dropped(len(structure.channels[out].group), kept[out])
-            masks.drop(node.input[1], output_axis(layer, node), dropped)
-            if len(node.input) > 2 and masks.is_vector(node.input[2], len(structure.channels[out].group)):
-                masks.drop(node.input[2], 0, dropped)
+            masks.keep_only(node.input[1], input_keep_mask(layer.op, attrs, shape, features(kept[source], tc.repeat),
+                                                           len(tc.group) * tc.repeat))
+        if out in kept and shape is not None:
+            width = len(structure.channels[out].group)
+            masks.keep_only(node.input[1], output_keep_mask(layer.op, attrs, shape, kept[out], width))
+            if len(node.input) > 2 and masks.is_vector(node.input[2], width):
+                masks.drop(node.input[2], 0, _dropped(width, kept[out]))
     for node in graph.view.nodes:
         if node.op_type == "BatchNormalization" and node.input[0] in kept:
             dropped = _dropped(len(structure.channels[node.input[0]].group), kept[node.input[0]])
@@ -99,6 +102,16 @@ class _MaskSet:
         mask = self._mask(name)
         if mask is not None and index.size:
             mask[(slice(None),) * axis + (index,)] = False
+
+    def shape(self, name: str) -> tuple[int, ...] | None:
+        parameter = self.graph.parameter(name)
+        return None if parameter is None else tuple(parameter.shape)
+
+    def keep_only(self, name: str, keep: np.ndarray) -> None:
+        """Drop what `keep` (of the parameter's shape) marks False."""
+        mask = self._mask(name)
+        if mask is not None:
+            mask &= keep
 
     def drop_all(self, names: Iterable[str]) -> None:
         for name in names:

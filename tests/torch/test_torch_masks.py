@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 import mdp_trt.torch as mt  # noqa: E402  (only once torch is known to be there)
 from mdp_trt.errors import InputError  # noqa: E402
 from mdp_trt.graph import analyze  # noqa: E402
+from mdp_trt.importance.selection import random_channels  # noqa: E402
 from mdp_trt.prune import Plan, mask_model, prune_model  # noqa: E402
 from mdp_trt.torch.graph import trace  # noqa: E402
 from mdp_trt.torch.masks import parameter_masks  # noqa: E402
@@ -22,9 +23,9 @@ INPUT = (2, 3, 16, 16)
 
 
 def half_plan(structure, seed: int = 0, blocks: int = 1) -> Plan:
-    """Every prunable group keeps a random half; the first `blocks` blocks are removed."""
+    """Every prunable group keeps a random half (as many in each part); the first `blocks` blocks are removed."""
     rng = np.random.default_rng(seed)
-    groups = {g.id: tuple(sorted(rng.choice(g.size, max(1, g.size // 2), replace=False).tolist()))
+    groups = {g.id: random_channels(rng, g.size, g.parts * max(1, g.part_size // 2), g.parts)
               for g in structure.prunable_groups}
     return Plan(groups, tuple(b.id for b in structure.blocks[:blocks]))
 
