@@ -19,6 +19,7 @@ Parameters keep their names and shapes, so `export` still writes initializers na
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 
 import numpy as np
@@ -44,7 +45,11 @@ def apply_plan(model: nn.Module, plan: Plan, example_inputs: Inputs) -> nn.Modul
     """Mask `model` in place by `plan` (group and block ids of `export(model, example_inputs)`); returns it.
 
     The model trains normally with any optimizer; masked weights, their gradients and optimizer state
-    stay zero. In eval mode it computes exactly what `mask_model` (and so `prune_model`) computes.
+    stay zero. In eval mode it computes exactly what `mask_model` (and so `prune_model`) computes,
+    except where the plan prunes channels that a normalisation or reduction over channels reads
+    (LayerNorm over C, GroupNorm, GRN): masks cannot take the zeroed channels out of its statistics, so
+    the masked model approximates the pruned one there (a warning says so) and only the pruned export
+    of the fine-tuned model is exact.
     """
     return apply_masks(model, trace(model, example_inputs), plan, example_inputs)
 
@@ -52,6 +57,13 @@ def apply_plan(model: nn.Module, plan: Plan, example_inputs: Inputs) -> nn.Modul
 def apply_masks(model: nn.Module, graph: TorchGraph, plan: Plan, example_inputs: Inputs) -> nn.Module:
     """`apply_plan` for a model already traced (the pruning flow traces once)."""
     modules = branch_modules(model, graph, plan.remove_blocks, example_inputs)  # before any output is zeroed
+    kept = kept_positions(graph.structure, plan)
+    statistics = sorted({r.node for r in graph.structure.reductions if r.input in kept})
+    if statistics:
+        warnings.warn(f"the plan prunes channels that {len(statistics)} normalisation(s) over channels read "
+                      f"({', '.join(statistics[:3])}{' ...' if len(statistics) > 3 else ''}): their statistics "
+                      "still count the zeroed channels, so the masked model only approximates the pruned one",
+                      stacklevel=3)
     for name, keep in parameter_masks(graph, plan).items():
         _mask_parameter(graph.parameters[name], keep)
     for module in modules.values():

@@ -160,3 +160,27 @@ def test_a_block_without_a_module_for_its_branch_output_is_refused():
     assert [b.id for b in structure.blocks] == ["b0"]
     with pytest.raises(InputError, match="b0"):
         mt.apply_plan(model, Plan({}, ("b0",)), x)
+
+
+class ChannelsLastBlock(torch.nn.Module):
+    """A ConvNeXt-like stretch: LayerNorm over the channels of a residual stream."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.norm = torch.nn.LayerNorm(8)
+        self.fc = torch.nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = self.stem(x).permute(0, 2, 3, 1)
+        return self.fc(self.norm(x).mean((1, 2)))
+
+
+def test_masking_channels_a_layernorm_reads_warns_that_it_is_approximate():
+    model = ChannelsLastBlock()
+    x = noise(INPUT, 7)
+    structure = trace(model, x).structure
+    stream = structure.group(structure.layers[0].out_group)
+    assert structure.reductions and stream.prunable
+    with pytest.warns(UserWarning, match="normalisation"):
+        mt.apply_plan(model, Plan({stream.id: (0, 3, 5)}), x)
