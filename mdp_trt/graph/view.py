@@ -121,13 +121,15 @@ class GraphView:
             return self.model
 
     def _infer_through_static_values(self, rounds: int = 8) -> None:
-        """Infer shapes again with static values (split points computed from `Shape(x)`) as constants.
+        """Infer shapes again where ONNX's inference stopped, until nothing new is learnt.
 
-        ONNX's data propagation stops at arithmetic such as `Shape(x)[1] / 2` (TorchScript's `chunk`),
-        leaving every shape after it unknown. Those values are static here, so they are fed to shape
-        inference as constants, until no new one appears.
+        Its data propagation stops at arithmetic such as `Shape(x)[1] / 2` (TorchScript's `chunk`),
+        leaving every shape after it unknown; those values are static here, so they are fed to shape
+        inference as constants. And it gives no shape for a few ops that keep their input's shape
+        (`GroupNormalization`, whose inference is a function body): their input's shape is given to it.
         """
         fed: dict[str, np.ndarray] = {}
+        kept: dict[str, Shape] = {}
         for _ in range(rounds):
             frontier = {
                 name: value for node in self.nodes if not all(self.constants.is_static(o) for o in node.output if o)
@@ -135,10 +137,15 @@ class GraphView:
                 if name and name not in fed and not self.constants.is_constant(name) and self.constants.is_static(name)
                 and (value := self.constants.static_value(name)) is not None
             }
-            if not frontier:
+            same = {node.output[0]: self.shapes[node.input[0]] for node in self.nodes
+                    if node.op_type in SHAPE_KEEPING and node.output and node.output[0] not in kept
+                    and node.input and node.input[0] in self.shapes and self.shapes.get(node.output[0]) is None}
+            if not frontier and not same:
                 return
             fed.update(frontier)
-            self._collect_shapes(self._inferred(_with_values(self._skeleton(), fed)))
+            kept.update(same)
+            self._collect_shapes(self._inferred(_with_shapes(_with_values(self._skeleton(), fed), kept,
+                                                             self.dtypes)))
             self.constants = self._resolver()
 
     def _collect_shapes(self, model: onnx.ModelProto) -> None:
@@ -171,6 +178,20 @@ def has_symbolic_sizes(model: onnx.ModelProto) -> bool:
     initializers = {t.name for t in model.graph.initializer}
     return any(not d.HasField("dim_value") for v in model.graph.input if v.name not in initializers
                for d in list(v.type.tensor_type.shape.dim)[1:])
+
+
+# Ops whose output has their first input's shape, where ONNX's inference may give none.
+SHAPE_KEEPING = frozenset({"GroupNormalization", "LayerNormalization", "InstanceNormalization",
+                           "MeanVarianceNormalization", "LpNormalization"})
+
+
+def _with_shapes(model: onnx.ModelProto, shapes: dict[str, Shape], dtypes: dict[str, int]) -> onnx.ModelProto:
+    """The model with `shapes` declared for those tensors (value_info), for inference to go on from."""
+    for name, shape in shapes.items():
+        dims = [d if isinstance(d, (int, str)) else None for d in shape]
+        model.graph.value_info.append(
+            onnx.helper.make_tensor_value_info(name, dtypes.get(name, onnx.TensorProto.FLOAT), dims))
+    return model
 
 
 def _with_values(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> onnx.ModelProto:
