@@ -1,7 +1,9 @@
 """Whether the installed onnx and ONNX Runtime can read a model: its IR version and every op it uses.
 
 A model that uses an op its opset does not define (`LayerNormalization` at opset 12, a made-up
-`FooBar`), or that is written in an IR version newer than the tools here, loads fine as a protobuf and
+`FooBar`), gives an op an attribute its opset does not know (`Split`'s `num_outputs` at opset 17, which
+torch's dynamo exporter leaves behind when it converts its opset-18 graph down), or that is written in
+an IR version newer than the tools here, loads fine as a protobuf and
 fails much later: in shape inference, in a probe, or when ONNX Runtime refuses the pruned model. These
 checks let `load_model` refuse it at once, naming the node and the op. Ops are looked up in onnx's own
 schema registry (`onnx.defs`), never in a hand-written list, so a newer onnx knows newer ops.
@@ -98,8 +100,15 @@ def _check_node(node: onnx.NodeProto, where: str, imports: Mapping[str, int], lo
     owner = "the default ONNX domain" if domain == "" else f"ONNX domain '{domain}'"
     if not onnx.defs.has(node.op_type, version, domain):
         raise InputError(f"{subject} uses op '{node.op_type}', which {owner} does not define at opset {version}")
-    if onnx.defs.get_schema(node.op_type, version, domain).deprecated:
+    schema = onnx.defs.get_schema(node.op_type, version, domain)
+    if schema.deprecated:
         raise InputError(f"{subject} uses op '{node.op_type}', which {owner} deprecates at opset {version}")
+    unknown = [a.name for a in node.attribute if a.name not in schema.attributes]
+    if unknown:  # e.g. Split's num_outputs (opset 18) left behind by a conversion down to opset 17
+        raise InputError(f"{subject} gives {node.op_type} the attribute '{unknown[0]}', which {node.op_type} does not "
+                         f"take at opset {version}, so ONNX Runtime refuses the model too (torch's dynamo exporter "
+                         "writes this when asked for an opset below 18: export with opset_version=18 or newer, or "
+                         "with dynamo=False)")
 
 
 def _nodes(graph: onnx.GraphProto, where: str) -> Iterator[tuple[onnx.NodeProto, str]]:
