@@ -5,7 +5,8 @@ channel of the group, in the group's order as `analyze --json` numbers it) or by
 producing layer's weight initializer (`layer1.0.conv1.weight`: one score per output channel of that
 layer; scores of several producers of a group add up). Every prunable group needs scores.
 A removable block's id (`b2`, as `analyze --json` numbers blocks) may hold one value: the loss change
-measured with the block removed, which prices removing it (see `mdp_trt.solve.from_model`).
+measured with the block removed, which prices removing it (see `mdp_trt.solve.from_model`). Scores
+given per layer also price the blocks holding those layers: a block costs at least their sum.
 `mdp_trt.torch.taylor_importance` writes this format.
 """
 
@@ -35,7 +36,9 @@ def load_scores(path: Path, model: onnx.ModelProto, structure: Structure) -> dic
     layer_by_weight = {weight_of.get(la.name): la for la in structure.layers}
     node_output = {node.name: node.output[0] for node in model.graph.node}
     group_ids = [g.id for g in structure.groups]
+    parents = {b.id: b.parent for b in structure.blocks}
     scores = {g.id: np.zeros(g.size) for g in structure.groups}
+    held = dict.fromkeys(block_ids, 0.0)  # the scores of the layers inside each block
     covered: set[str] = set()
     with archive:
         for key in archive.files:
@@ -60,8 +63,15 @@ def load_scores(path: Path, model: onnx.ModelProto, structure: Structure) -> dic
                 for position, (g, c) in enumerate(zip(tc.group.tolist(), tc.channel.tolist(), strict=True)):
                     scores[group_ids[g]][c] += values[position]
                     covered.add(group_ids[g])
+                block = layer.block
+                while block is not None:
+                    held[block] += float(values.sum())
+                    block = parents[block]
             else:
                 raise InputError(f"{path}: '{key}' is neither a group id, a block id nor a layer's weight name")
+    for block, total in held.items():  # a block costs at least the layers it holds
+        if total > float(np.sum(scores.get(block, 0.0))):
+            scores[block] = np.array([total])
     missing = [g.id for g in structure.prunable_groups if g.id not in covered]
     if missing:
         raise InputError(f"{path}: no scores for prunable group(s) {', '.join(missing[:8])}"

@@ -33,11 +33,18 @@ def test_group_weight_and_block_keys_load(toy, tmp_path):
     arrays = full_scores(structure)
     del arrays["g2"]
     arrays[weight] = np.full(8, 2.0)  # block.conv1 produces g2
-    arrays["b0"] = np.array([7.0])
+    arrays["b0"] = np.array([40.0])
     loaded = load_scores(save(tmp_path, arrays), model, structure)
     np.testing.assert_array_equal(loaded["g2"], np.full(8, 2.0))
     np.testing.assert_array_equal(loaded["g1"], np.arange(1.0, 9.0))
-    np.testing.assert_array_equal(loaded["b0"], [7.0])
+    np.testing.assert_array_equal(loaded["b0"], [40.0])
+
+
+def test_a_block_costs_at_least_the_layer_scores_it_holds(toy, tmp_path):
+    model, structure = toy
+    weight = next(n.input[1] for n in model.graph.node if n.name == "block.conv1")
+    arrays = {**full_scores(structure), weight: np.full(8, 2.0), "b0": np.array([7.0])}  # 7 < 8 x 2
+    np.testing.assert_array_equal(load_scores(save(tmp_path, arrays), model, structure)["b0"], [16.0])
 
 
 @pytest.mark.parametrize("change, message", [
