@@ -12,10 +12,10 @@ class FamilyExports:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.paths: dict[tuple[str, bool, bool], Path] = {}
+        self.paths: dict[tuple[str, bool, bool, bool], Path] = {}
 
-    def path(self, name: str, *, fold_bn: bool, dynamo: bool) -> Path:
-        key = (name, fold_bn, dynamo)
+    def path(self, name: str, *, fold_bn: bool, dynamo: bool, dynamic_batch: bool = False) -> Path:
+        key = (name, fold_bn, dynamo, dynamic_batch)
         if key not in self.paths:
             import torch
 
@@ -27,8 +27,10 @@ class FamilyExports:
             torch.set_num_threads(1)  # tiny models: two OpenMP threads on a shared 2-core machine only spin
             try:
                 suffix = ".dynamo" if dynamo else ".fold" if fold_bn else ""
+                suffix += ".batch" if dynamic_batch else ""
                 self.paths[key] = families.export(families.make(name), self.folder / f"{name}{suffix}.onnx",
-                                                  families.input_shape(name), fold_bn=fold_bn, dynamo=dynamo)
+                                                  families.input_shape(name), fold_bn=fold_bn, dynamo=dynamo,
+                                                  dynamic_batch=dynamic_batch)
             finally:
                 torch.set_num_threads(threads)
         return self.paths[key]

@@ -1511,7 +1511,7 @@ def example_input(shape: Sequence[int], seed: int = 0) -> torch.Tensor:
 
 
 def export(model: nn.Module, path: str | Path, input_shape: Sequence[int], *, fold_bn: bool, dynamo: bool = False,
-           opset: int = 17) -> Path:
+           opset: int = 17, dynamic_batch: bool = False) -> Path:
     """Export `model` (in eval mode) to ONNX the way users do, offline; returns `path`.
 
     TorchScript exporter (dynamo=False), as `tests/torch_models.py::export`: fold_bn=True is the
@@ -1521,6 +1521,8 @@ def export(model: nn.Module, path: str | Path, input_shape: Sequence[int], *, fo
     folds every Conv+BN pair itself and there is no user-facing switch to keep them (optimize=False
     leaves an unoptimised graph of SplitToSequence/CastLike/Expand nobody ships), so fold_bn does not
     change a dynamo export. Input `input`; outputs named by `output_names(model)`; weights inline.
+    `dynamic_batch` (TorchScript): the batch axis of the input and outputs symbolic (`dynamic_axes`), as
+    deployment exports usually are; shape computations then stay in the graph (`Shape(x)`).
     """
     model.eval()
     path = Path(path)
@@ -1544,6 +1546,7 @@ def export(model: nn.Module, path: str | Path, input_shape: Sequence[int], *, fo
     mode = torch.onnx.TrainingMode.EVAL if fold_bn else torch.onnx.TrainingMode.PRESERVE
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated in favour of dynamo
+        dynamic = {name: {0: "batch"} for name in ["input", *names]} if dynamic_batch else None
         torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=opset, training=mode,
-                          input_names=["input"], output_names=names)
+                          input_names=["input"], output_names=names, dynamic_axes=dynamic)
     return path

@@ -68,10 +68,12 @@ class Propagation:
 def propagate(view: GraphView) -> Propagation:
     """Walk the graph in order and assign, pass on, and couple channel ids."""
     from mdp_trt.graph.rules import RULES  # the rules import this module's Walker
+    from mdp_trt.graph.shape_reads import freeze_unsafe_shape_reads
 
     walker = Walker(view, RULES)
     for node in view.nodes:
         walker.visit(node)
+    freeze_unsafe_shape_reads(walker)
     for name in view.graph_outputs:  # the interface fixes these whatever else would have frozen them
         for i in walker.maps[name].flat.tolist() if name in walker.maps else []:
             walker.frozen[i] = "graph output"

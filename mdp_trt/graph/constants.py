@@ -20,6 +20,7 @@ own opset (so `Squeeze`'s axes and the like follow the version the model was wri
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -75,6 +76,30 @@ class ConstantResolver:
         if not inputs or any(k is None for k in kinds):
             return None
         return CONSTANT if all(k == CONSTANT for k in kinds) else STATIC
+
+    def with_shape(self, name: str, shape: tuple) -> ConstantResolver:
+        """The same resolver, its static values as they would be were `name` of `shape`."""
+        other = copy.copy(self)
+        other._shapes = {**self._shapes, name: shape}
+        other._kind = dict(self._kind)
+        other._values = {k: v for k, v in self._values.items() if self._kind.get(k) == CONSTANT}
+        return other
+
+    def shape_reads(self, name: str) -> set[str]:
+        """The tensors whose shapes a static value is computed from (inputs of its Shape/Size nodes)."""
+        reads: set[str] = set()
+        stack, seen = [name], set()
+        while stack:
+            current = stack.pop()
+            node = self._producer.get(current)
+            if current in seen or node is None:
+                continue
+            seen.add(current)
+            if self._reads_shape_only(node):
+                reads.add(node.input[0])
+            else:
+                stack.extend(i for i in node.input if i)
+        return reads
 
     # --- queries ---------------------------------------------------------------------------------
     def is_constant(self, name: str) -> bool:

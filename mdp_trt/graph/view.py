@@ -39,10 +39,13 @@ def ensure_node_names(model: onnx.ModelProto) -> None:
 class GraphView:
     """Lookups over `model.graph`; build a new view after changing the graph.
 
-    `representative_sizes`: infer shapes with every symbolic input size off the batch axis set to
-    `REPRESENTATIVE_SIZE` (dynamic H and W). Which channels couple and which branches are residual does
-    not depend on the image size, but deciding it needs shapes that ONNX's inference leaves unknown
-    after a convolution of a symbolic size.
+    `representative_sizes`: infer shapes with every symbolic input size set to a representative value
+    (the batch axis to 1, the others, such as a dynamic H and W, to `REPRESENTATIVE_SIZE`). Which
+    channels couple and which branches are residual depends on neither, but deciding it needs shapes
+    that ONNX's inference leaves unknown after a convolution of a symbolic size, and static values
+    (`chunk`'s split points are computed from `Shape(x)`, which a symbolic batch makes unknown).
+    Channel extents never depend on them, so what is read from such a view about channels holds at
+    every size.
     """
 
     def __init__(self, model: onnx.ModelProto, infer_shapes: bool = True, representative_sizes: bool = False) -> None:
@@ -108,10 +111,11 @@ class GraphView:
             for value in model.graph.input:
                 if value.name in self.initializers:
                     continue
-                for dim in list(value.type.tensor_type.shape.dim)[1:]:
+                for axis, dim in enumerate(value.type.tensor_type.shape.dim):
                     if not dim.HasField("dim_value"):
                         dim.Clear()
-                        dim.dim_value = REPRESENTATIVE_SIZE
+                        dim.dim_value = 1 if axis == 0 else REPRESENTATIVE_SIZE
+            del model.graph.value_info[:]  # declared shapes would still say symbolic
         return model
 
     def _inferred(self, model: onnx.ModelProto) -> onnx.ModelProto:
@@ -174,10 +178,10 @@ REPRESENTATIVE_SIZE = 224  # divisible by every stride product of common backbon
 
 
 def has_symbolic_sizes(model: onnx.ModelProto) -> bool:
-    """Whether a graph input has a symbolic or unknown size off its batch axis."""
+    """Whether a graph input has a symbolic or unknown size (a dynamic batch included)."""
     initializers = {t.name for t in model.graph.initializer}
     return any(not d.HasField("dim_value") for v in model.graph.input if v.name not in initializers
-               for d in list(v.type.tensor_type.shape.dim)[1:])
+               for d in v.type.tensor_type.shape.dim)
 
 
 # Ops whose output has their first input's shape, where ONNX's inference may give none.

@@ -15,7 +15,7 @@ import onnx
 
 from mdp_trt.graph.analyze import prepare
 from mdp_trt.graph.structure import Structure
-from mdp_trt.graph.view import GraphView, attributes
+from mdp_trt.graph.view import GraphView, attributes, has_symbolic_sizes
 from mdp_trt.prune.constants import ConstantEditor
 from mdp_trt.prune.consumers import input_keep_mask
 from mdp_trt.prune.masked_reductions import mask_reductions
@@ -26,7 +26,7 @@ from mdp_trt.prune.positions import features, kept_positions
 def mask_model(model: onnx.ModelProto, structure: Structure, plan: Plan) -> onnx.ModelProto:
     plan.validate(structure)
     model = prepare(model)
-    view = GraphView(model, infer_shapes=bool(structure.reductions))
+    view = GraphView(model, infer_shapes=bool(structure.reductions), representative_sizes=has_symbolic_sizes(model))
     editor = ConstantEditor(model, view)
     kept = kept_positions(structure, plan)
     for layer in structure.layers:

@@ -12,7 +12,7 @@ import onnx
 from mdp_trt.errors import MdpError
 from mdp_trt.graph.analyze import prepare
 from mdp_trt.graph.structure import Structure
-from mdp_trt.graph.view import GraphView, skeleton
+from mdp_trt.graph.view import GraphView, has_symbolic_sizes, skeleton
 from mdp_trt.prune.cleanup import remove_dead_nodes, rewire_identities
 from mdp_trt.prune.constants import ConstantEditor
 from mdp_trt.prune.plan import Plan
@@ -33,7 +33,7 @@ def prune_model(model: onnx.ModelProto, structure: Structure, plan: Plan,
     model = prepare(model)
     bypassed = _bypass_blocks(model, structure, plan)
     remove_dead_nodes(model)
-    view = GraphView(model)
+    view = GraphView(model, representative_sizes=has_symbolic_sizes(model))  # static bounds at any batch
     kept = kept_positions(structure, plan)
     editor = ConstantEditor(model, view)
     surgeon = Surgeon(view, structure, kept, editor)

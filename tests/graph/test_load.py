@@ -146,7 +146,7 @@ def test_an_attribute_its_opset_does_not_define_is_refused(tmp_path):
     """torch's dynamo exporter, asked for opset 17, converts its opset-18 graph down and leaves Split's
     num_outputs behind: ONNX Runtime refuses such a model, so load does, naming the node."""
     split = helper.make_node("Split", [relu_output(small_model())], ["a", "b"], name="chunk", axis=1, num_outputs=2)
-    with pytest.raises(InputError, match="node 'chunk' gives Split the attribute 'num_outputs'.*opset 17"):
+    with pytest.raises(InputError, match=r"node 'chunk' gives Split the attribute 'num_outputs'.*opset 17"):
         load_model(save(with_node(split, 17), tmp_path))
     load_model(save(with_node(split, 18), tmp_path))
 
