@@ -77,10 +77,10 @@ class ConstantResolver:
             return None
         return CONSTANT if all(k == CONSTANT for k in kinds) else STATIC
 
-    def with_shape(self, name: str, shape: tuple) -> ConstantResolver:
-        """The same resolver, its static values as they would be were `name` of `shape`."""
+    def with_shapes(self, shapes: Mapping[str, tuple]) -> ConstantResolver:
+        """The same resolver, its static values as they would be were these tensors of these shapes."""
         other = copy.copy(self)
-        other._shapes = {**self._shapes, name: shape}
+        other._shapes = {**self._shapes, **shapes}
         other._kind = dict(self._kind)
         other._values = {k: v for k, v in self._values.items() if self._kind.get(k) == CONSTANT}
         return other

@@ -85,7 +85,7 @@ def test_group_normalization_keeps_equal_parts_per_group():
 torch = pytest.importorskip("torch")
 
 
-def _export(module: torch.nn.Module, *, dynamo: bool = False) -> onnx.ModelProto:
+def _export(module: torch.nn.Module, *, dynamo: bool = False, dynamic_batch: bool = False) -> onnx.ModelProto:
     import io
 
     module.eval()
@@ -96,8 +96,59 @@ def _export(module: torch.nn.Module, *, dynamo: bool = False) -> onnx.ModelProto
             pytest.importorskip("onnxscript")
             return torch.onnx.export(module, (x,), dynamo=True, opset_version=18, verbose=False).model_proto
         buffer = io.BytesIO()
-        torch.onnx.export(module, (x,), buffer, dynamo=False, opset_version=17, input_names=["input"])
+        torch.onnx.export(module, (x,), buffer, dynamo=False, opset_version=17, input_names=["input"],
+                          dynamic_axes={"input": {0: "batch"}} if dynamic_batch else None)
     return onnx.load_from_string(buffer.getvalue())
+
+
+class SqueezeExcitationView(torch.nn.Module):
+    """SENet as its reference code writes it: `view(b, c)`, Linear gates, `view(b, c, 1, 1)`, expand_as;
+    with a dynamic batch the views' targets are computed from `x.size()`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(2)
+        self.stem = torch.nn.Conv2d(3, 16, 3, padding=1)
+        self.fc1, self.fc2 = torch.nn.Linear(16, 4), torch.nn.Linear(4, 16)
+        self.fc = torch.nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        b, c, _, _ = x.size()
+        y = torch.nn.functional.adaptive_avg_pool2d(x, 1).view(b, c)
+        y = torch.sigmoid(self.fc2(torch.relu(self.fc1(y)))).view(b, c, 1, 1)
+        return self.fc((x * y.expand_as(x)).mean((2, 3)))
+
+
+class ForeignReshape(torch.nn.Module):
+    """PSA-style: `v` reshaped to the channel count read from another tensor, `x` (as many, untied)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.a = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.v = torch.nn.Conv2d(8, 8, 1)
+        self.fc = torch.nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = torch.relu(self.a(x))
+        b, c, h, w = x.shape
+        v = self.v(x).flatten(2).reshape(b, c, h, w)
+        return self.fc(torch.cat([x.mean((2, 3)), v.mean((2, 3))], 1))
+
+
+@pytest.mark.parametrize("dynamic_batch", [False, True], ids=["static", "dynamic-batch"])
+def test_squeeze_excitation_with_computed_views_keeps_the_stream_prunable(dynamic_batch):
+    structure = exact_for_random_plans(_export(SqueezeExcitationView(), dynamic_batch=dynamic_batch))
+    assert structure.group(structure.layers[0].out_group).prunable
+
+
+def test_a_reshape_to_another_tensors_channel_count_freezes_both():
+    structure = exact_for_random_plans(_export(ForeignReshape(), dynamic_batch=True))
+    for layer in structure.layers[:2]:
+        frozen = structure.group(layer.out_group)
+        assert not frozen.prunable and "from another tensor's channel count" in frozen.reason
+    assert all(g.prunable for g in analyze(_export(ForeignReshape())).groups if g.size == 8)  # constant targets
 
 
 class GroupNormNet(torch.nn.Module):
