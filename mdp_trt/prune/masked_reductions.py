@@ -4,8 +4,9 @@ The pruned model computes a LayerNorm over C, a mean over channels or a GroupNor
 keeps. The masked model keeps every channel, so each such node (`Structure.reductions`) is rewritten
 with a 0/1 mask `m` of the kept channels, broadcast over the tensor:
 
-* a mean becomes `mean(x * m) / mean(m)` over the same axes (both means count the same elements, so
-  this is the sum over kept elements over their number);
+* a mean becomes `sum(x * m) / sum(m)` over the same axes: the sum over kept elements over their
+  number, in sums so that one kept channel gives back exactly its value (a ratio of two means rounds,
+  and a LayerNorm's 1/sqrt(eps) then amplifies the rounding);
 * sums and norms (`ReduceSum`, `ReduceL1`, `ReduceL2`, `ReduceSumSquare`, `ReduceLogSum`) read `x * m`;
   maxima and log-sum-exp read `x` pushed to -inf where dropped, minima to +inf, products `x * m + 1 - m`;
 * LayerNorm, InstanceNorm and GroupNorm become masked mean and variance arithmetic with their own
@@ -77,10 +78,18 @@ class _Builder:
                                            **attrs))
         return output
 
-    def mean(self, x: str, axes: list[int], keepdims: int = 1) -> str:
-        if self.opset >= 18:
-            return self.op("ReduceMean", [x, self.const(axes, np.int64)], keepdims=keepdims)
-        return self.op("ReduceMean", [x], axes=axes, keepdims=keepdims)
+    def sum(self, x: str, axes: list[int] | None, keepdims: int = 1, output: str | None = None) -> str:
+        """ReduceSum over `axes` (None: all), in the form the model's opset takes."""
+        if axes is None:
+            return self.op("ReduceSum", [x], output, keepdims=keepdims)
+        if self.opset >= 13:
+            return self.op("ReduceSum", [x, self.const(axes, np.int64)], output, keepdims=keepdims)
+        return self.op("ReduceSum", [x], output, axes=axes, keepdims=keepdims)
+
+    def masked_mean(self, x: str, full: str, axes: list[int] | None, keepdims: int = 1,
+                    output: str | None = None) -> str:
+        return self.op("Div", [self.sum(self.op("Mul", [x, full]), axes, keepdims),
+                               self.sum(full, axes, keepdims)], output)
 
     def rewrite(self, mask: np.ndarray, rank: int) -> None:
         op = self.node.op_type
@@ -88,10 +97,11 @@ class _Builder:
         m = self.const(mask)
         if op == "ReduceMean":
             full = self.op("Expand", [m, self.op("Shape", [self.x])])
-            reduce = _clone_with_input(self.node, self.op("Mul", [self.x, m]), f"{out}.masked_sum")
-            base = _clone_with_input(self.node, full, f"{out}.masked_count")
-            self.nodes += [reduce, base]
-            self.op("Div", [reduce.output[0], base.output[0]], out)
+            attrs = attributes(self.node)
+            axes = self.editor.view.static_value(self.node.input[1]) if len(self.node.input) > 1 and \
+                self.node.input[1] else attrs.get("axes")
+            axes = None if axes is None else [int(a) % rank for a in np.asarray(axes).reshape(-1)]
+            self.masked_mean(self.x, full, axes or None, int(attrs.get("keepdims", 1)), out)
         elif op in SUM_LIKE or op in ("ReduceMax", "ReduceMin", "ReduceLogSumExp", "ReduceProd"):
             self.nodes.append(_clone_with_input(self.node, self._masked_input(op, mask, m), out))
         else:
@@ -125,9 +135,8 @@ class _Builder:
             grouped = self.const([0, groups, -1], np.int64)
             x, full = self.op("Reshape", [x, grouped]), self.op("Reshape", [full, grouped])
             axes = [2]
-        count = self.mean(full, axes)
-        centred = self.op("Sub", [x, self.op("Div", [self.mean(self.op("Mul", [x, full]), axes), count])])
-        var = self.op("Div", [self.mean(self.op("Mul", [self.op("Mul", [centred, centred]), full]), axes), count])
+        centred = self.op("Sub", [x, self.masked_mean(x, full, axes)])
+        var = self.masked_mean(self.op("Mul", [centred, centred]), full, axes)
         y = self.op("Div", [centred, self.op("Sqrt", [self.op("Add", [var, eps])])])
         if op == "GroupNormalization":
             y = self.op("Reshape", [y, self.op("Shape", [self.x])])

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mdp_trt.graph import analyze
 from mdp_trt.prune import Plan, prune_model
 from tests.oracle import assert_oracle, random_inputs, random_plan, run
-from tests.random_graphs import cnn_models
+from tests.random_graphs import STAGES, cnn_models, stage_kinds
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(model=cnn_models(), seed=st.integers(0, 2**31 - 1))
-def test_random_graphs_prune_exactly(model: onnx.ModelProto, seed: int) -> None:
+def _prunes_exactly(model: onnx.ModelProto, seed: int) -> None:
     structure = analyze(model)
     assert structure.layers, "every drawn model has weighted layers"
     for group in structure.groups:
@@ -24,10 +23,31 @@ def test_random_graphs_prune_exactly(model: onnx.ModelProto, seed: int) -> None:
     assert_oracle(model, structure, random_plan(structure, rng, block_rate=0.5), rng)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(model=cnn_models())
-def test_random_graphs_keep_all_is_the_identity(model: onnx.ModelProto) -> None:
+def _keeps_all_exactly(model: onnx.ModelProto) -> None:
     structure = analyze(model)
     feeds = random_inputs(model, np.random.default_rng(0))
     for a, b in zip(run(prune_model(model, structure, Plan()), feeds), run(model, feeds), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(model=cnn_models(), seed=st.integers(0, 2**31 - 1))
+def test_random_graphs_prune_exactly(model: onnx.ModelProto, seed: int) -> None:
+    _prunes_exactly(model, seed)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=cnn_models())
+def test_random_graphs_keep_all_is_the_identity(model: onnx.ModelProto) -> None:
+    _keeps_all_exactly(model)
+
+
+@pytest.mark.parametrize("kind", sorted(STAGES))
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data(), seed=st.integers(0, 2**31 - 1))
+def test_each_stage_prunes_exactly(kind: str, data: st.DataObject, seed: int) -> None:
+    """Every stage, after a Conv (so that its channels are prunable), under a random plan and keeping all."""
+    model = data.draw(cnn_models(require=kind), label="model")
+    assert kind in stage_kinds(model)
+    _prunes_exactly(model, seed)
+    _keeps_all_exactly(model)
