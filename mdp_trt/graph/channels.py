@@ -157,6 +157,18 @@ class Walker:
         for name in node.input:
             self.freeze_tensor(name, reason)
 
+    def traced(self, node: onnx.NodeProto) -> tuple[ChannelMap, int] | None:
+        """The first input's map and rank; None when it carries no channels, or (freezing them) when its
+        rank is unknown."""
+        cmap = self.maps.get(node.input[0]) if node.input else None
+        if cmap is None:
+            return None
+        rank = self.rank(node.input[0])
+        if rank is None:
+            self.unsupported(node, "input rank unknown")
+            return None
+        return cmap, rank
+
     def passthrough(self, node: onnx.NodeProto, cmap: ChannelMap) -> None:
         self.set(node.output[0], cmap)
 

@@ -19,42 +19,32 @@ from __future__ import annotations
 
 import onnx
 
-from mdp_trt.graph.channelmap import ChannelMap, reshape_map
+from mdp_trt.graph.channelmap import reshape_map
 from mdp_trt.graph.channels import Walker
 from mdp_trt.graph.view import attributes
 
 
 def reshape(w: Walker, node: onnx.NodeProto) -> None:
+    """Reshape, Flatten, Squeeze, Unsqueeze: the map follows the shapes inference gives both sides.
+
+    A computed Reshape target is checked once all ties are known (`graph/shape_reads.py`).
+    """
     cmap = w.maps.get(node.input[0])
     if cmap is None:
         return
     mapped = reshape_map(w.shape(node.input[0]), w.shape(node.output[0]), cmap)
     if mapped is None:
-        w.unsupported(node, "reshapes the channel axis")
+        w.unsupported(node, "reshapes the channel axis in a way that cannot be traced")
         return
-    _set_reshaped(w, node, cmap, mapped)  # a computed target is checked once all ties are known (shape_reads)
-
-
-def flatten(w: Walker, node: onnx.NodeProto) -> None:
-    _reshape_like(w, node)
-
-
-def squeeze(w: Walker, node: onnx.NodeProto) -> None:
-    _reshape_like(w, node)
-
-
-def unsqueeze(w: Walker, node: onnx.NodeProto) -> None:
-    _reshape_like(w, node)
+    if not mapped.single and cmap.single:
+        w.keep_parts_equal(mapped.ids, node)
+    w.passthrough(node, mapped)
 
 
 def transpose(w: Walker, node: onnx.NodeProto) -> None:
-    cmap = w.maps.get(node.input[0])
-    rank = w.rank(node.input[0])
-    if cmap is None:
+    if (traced := w.traced(node)) is None:
         return
-    if rank is None:
-        w.unsupported(node, "input rank unknown")
-        return
+    cmap, rank = traced
     perm = [int(p) for p in attributes(node).get("perm") or list(range(rank))[::-1]]  # type: ignore[union-attr]
     moved, reordered = cmap.moved(tuple(perm.index(a) for a in cmap.axes))
     if reordered:
@@ -65,22 +55,4 @@ def transpose(w: Walker, node: onnx.NodeProto) -> None:
     w.passthrough(node, moved)
 
 
-def _reshape_like(w: Walker, node: onnx.NodeProto) -> None:
-    """Flatten, Squeeze, Unsqueeze: reshapes whose output shape inference already knows."""
-    cmap = w.maps.get(node.input[0])
-    if cmap is None:
-        return
-    mapped = reshape_map(w.shape(node.input[0]), w.shape(node.output[0]), cmap)
-    if mapped is None:
-        w.unsupported(node, "moves the channel axis in a way that cannot be traced")
-        return
-    _set_reshaped(w, node, cmap, mapped)
-
-
-def _set_reshaped(w: Walker, node: onnx.NodeProto, cmap: ChannelMap, mapped: ChannelMap) -> None:
-    if not mapped.single and cmap.single:
-        w.keep_parts_equal(mapped.ids, node)
-    w.passthrough(node, mapped)
-
-
-RULES = {"Reshape": reshape, "Flatten": flatten, "Squeeze": squeeze, "Unsqueeze": unsqueeze, "Transpose": transpose}
+RULES = {"Reshape": reshape, "Flatten": reshape, "Squeeze": reshape, "Unsqueeze": reshape, "Transpose": transpose}

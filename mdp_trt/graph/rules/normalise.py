@@ -58,11 +58,10 @@ def instance_norm(w: Walker, node: onnx.NodeProto) -> None:
 
 
 def layer_norm(w: Walker, node: onnx.NodeProto) -> None:
-    cmap = w.maps.get(node.input[0])
-    rank = w.rank(node.input[0])
-    if cmap is None:
+    if (traced := w.traced(node)) is None:
         return
-    if rank is None or not cmap.single or any(node.output[1:]):
+    cmap, rank = traced
+    if not cmap.single or any(node.output[1:]):
         w.unsupported(node, "only a single-output LayerNormalization of a one-channel-axis tensor is pruned")
         return
     first = int(attributes(node).get("axis", -1)) % rank
@@ -85,13 +84,12 @@ def group_norm(w: Walker, node: onnx.NodeProto) -> None:
 
 
 def reduce(w: Walker, node: onnx.NodeProto) -> None:
-    cmap = w.maps.get(node.input[0])
-    rank = w.rank(node.input[0])
-    if cmap is None:
+    if (traced := w.traced(node)) is None:
         return
+    cmap, rank = traced
     axes = w.ints(node, "axes", 1)
-    if rank is None or (axes is None and len(node.input) > 1 and node.input[1]):
-        w.unsupported(node, "reduction axes are not static" if rank is not None else "input rank unknown")
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        w.unsupported(node, "reduction axes are not static")
         return
     attrs = attributes(node)
     reduced = sorted({a % rank for a in axes}) if axes else []
@@ -110,10 +108,9 @@ def reduce(w: Walker, node: onnx.NodeProto) -> None:
 
 
 def softmax(w: Walker, node: onnx.NodeProto) -> None:
-    cmap = w.maps.get(node.input[0])
-    rank = w.rank(node.input[0])
-    if cmap is None or rank is None:
+    if (traced := w.traced(node)) is None:
         return
+    cmap, rank = traced
     default = -1 if w.view.opset >= 13 else 1
     axis = int(attributes(node).get("axis", default)) % rank
     normalised = {axis} if w.view.opset >= 13 else set(range(axis, rank))

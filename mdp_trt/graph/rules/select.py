@@ -51,13 +51,9 @@ def concat(w: Walker, node: onnx.NodeProto) -> None:
 
 
 def split(w: Walker, node: onnx.NodeProto) -> None:
-    cmap = w.maps.get(node.input[0])
-    rank = w.rank(node.input[0])
-    if cmap is None:
+    if (traced := w.traced(node)) is None:
         return
-    if rank is None:
-        w.unsupported(node, "input rank unknown")
-        return
+    cmap, rank = traced
     axis = int(attributes(node).get("axis", 0)) % rank
     if axis not in cmap.axes:
         for out in node.output:
@@ -74,10 +70,9 @@ def split(w: Walker, node: onnx.NodeProto) -> None:
 
 
 def slice_(w: Walker, node: onnx.NodeProto) -> None:
-    cmap = w.maps.get(node.input[0])
-    rank = w.rank(node.input[0])
-    if cmap is None:
+    if (traced := w.traced(node)) is None:
         return
+    cmap, rank = traced
     bounds = slice_bounds(w.view, node, rank)
     if bounds is None:
         w.unsupported(node, "slice bounds are not static")
@@ -98,12 +93,11 @@ def slice_(w: Walker, node: onnx.NodeProto) -> None:
 
 
 def gather(w: Walker, node: onnx.NodeProto) -> None:
-    cmap = w.maps.get(node.input[0])
-    rank = w.rank(node.input[0])
-    if cmap is None:
+    if (traced := w.traced(node)) is None:
         return
+    cmap, rank = traced
     indices = w.view.static_value(node.input[1])
-    if rank is None or indices is None:
+    if indices is None:
         w.unsupported(node, "indices are not static")
         return
     axis = int(attributes(node).get("axis", 0)) % rank

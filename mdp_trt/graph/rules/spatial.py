@@ -37,13 +37,12 @@ def resize(w: Walker, node: onnx.NodeProto) -> None:
 
 
 def pad(w: Walker, node: onnx.NodeProto) -> None:
-    cmap = w.maps.get(node.input[0])
-    rank = w.rank(node.input[0])
-    if cmap is None:
+    if (traced := w.traced(node)) is None:
         return
+    cmap, rank = traced
     pads = w.ints(node, "pads", 1)
-    axes = w.ints(node, "axes", 3) or (list(range(rank)) if rank is not None else [])
-    if rank is None or pads is None or len(pads) != 2 * len(axes):
+    axes = w.ints(node, "axes", 3) or list(range(rank))
+    if pads is None or len(pads) != 2 * len(axes):
         w.unsupported(node, "pads are not static")
         return
     padded = {int(a) % rank for a, before, after in zip(axes, pads[:len(axes)], pads[len(axes):], strict=True)
