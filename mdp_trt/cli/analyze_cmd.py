@@ -19,7 +19,9 @@ def analyze_command(
 ) -> None:
     """Find channel groups (channels pruned together), weighted layers and removable residual blocks.
 
-    Group and block ids are stable for a given model file; plans for `mdp-trt prune` refer to them.
+    Group and block ids are stable for a given model file; plans for `mdp-trt prune` refer to them. A
+    group shown as "128 (8 x 16)" is read by a grouped convolution or GroupNorm: a plan keeps as many
+    channels in each of its 8 parts of 16.
     """
     structure = analyze(load_model(model))
     if as_json:
@@ -31,7 +33,8 @@ def analyze_command(
     for g in structure.groups:
         more = len(g.producers) - 3
         producers = ", ".join(g.producers[:3]) + (f" (+{more})" if more > 0 else "")
-        groups.add_row(g.id, str(g.size), "yes" if g.prunable else "[red]no[/]", producers, g.reason or "")
+        size = f"{g.size} ({g.parts} x {g.part_size})" if g.parts > 1 else str(g.size)
+        groups.add_row(g.id, size, "yes" if g.prunable else "[red]no[/]", producers, g.reason or "")
     console.print(groups)
     blocks = Table(title="Removable blocks (y = x + F(x))", title_justify="left")
     for column in ("id", "residual add", "stream group", "branch nodes", "inside"):
