@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 
 from mdp_trt.graph.rules.elementwise import ELEMENTWISE_OPS
-from mdp_trt.graph.rules.select import slice_bounds, split_sizes
+from mdp_trt.graph.rules.select import channel_constant, slice_bounds, split_sizes
 from mdp_trt.graph.structure import Structure, TensorChannels
 from mdp_trt.graph.view import GraphView, attributes
 from mdp_trt.prune.constants import ConstantEditor
@@ -32,8 +32,8 @@ class Surgeon:
             "Conv": self._conv, "ConvTranspose": self._conv, "Gemm": self._linear, "MatMul": self._linear,
             "BatchNormalization": self._batch_norm, "InstanceNormalization": self._instance_norm,
             "LayerNormalization": self._layer_norm, "GroupNormalization": self._group_norm,
-            "Split": self._split, "Slice": self._slice, "Gather": self._gather, "Reshape": self._reshape,
-            "Resize": self._resize, "Expand": self._expand,
+            "Concat": self._concat, "Split": self._split, "Slice": self._slice, "Gather": self._gather,
+            "Reshape": self._reshape, "Resize": self._resize, "Expand": self._expand,
             **dict.fromkeys(ELEMENTWISE_OPS, self._elementwise),
         }
 
@@ -164,6 +164,22 @@ class Surgeon:
                 self.take(node, index, keep, axis)
 
     # --- joins, cuts and layout ------------------------------------------------------------------
+    def _concat(self, node: onnx.NodeProto) -> None:
+        """Constants joined to channels along another axis (a class token) lose the pruned channels."""
+        out = node.output[0]
+        keep, tc, rank = self.feature_keep(out), self.channels(out), self.view.rank(out)
+        if keep is None or rank is None or int(attributes(node).get("axis", 1)) % rank == tc.axis:
+            return
+        for index, name in enumerate(node.input):
+            if not name or name in self.structure.channels:
+                continue
+            found = channel_constant(self.view, name, tc.axis, rank, self.width(out))
+            if found is None:
+                continue
+            tensor, axis = found
+            holder = node if tensor == name else self.view.producer[name]
+            self.take(holder, index if tensor == name else 0, keep, axis)
+
     def _split(self, node: onnx.NodeProto) -> None:
         source = node.input[0]
         tc = self.channels(source)

@@ -208,3 +208,31 @@ def test_a_plan_that_keeps_unequal_parts_is_refused():
 
     with pytest.raises(InputError, match="as many in each"):
         Plan({group.id: (0, 1, 2, 4)}).validate(structure)
+
+
+class TokenStem(torch.nn.Module):
+    """A ViT stem as timm writes it: patches, class token `cls.expand(B, -1, -1)` joined along the tokens,
+    position embedding, a pre-norm MLP sub-block, the head on the class token."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.patch = torch.nn.Conv2d(3, 16, 4, 4)
+        self.cls = torch.nn.Parameter(torch.randn(1, 1, 16))
+        self.pos = torch.nn.Parameter(torch.randn(1, 17, 16) * 0.1)
+        self.norm = torch.nn.LayerNorm(16)
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 16))
+        self.head = torch.nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1) + self.pos
+        x = x + self.mlp(self.norm(x))
+        return self.head(x[:, 0])
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_the_class_token_is_cut_with_the_embedding_channels(dynamo):
+    structure = exact_for_random_plans(_export(TokenStem(), dynamo=dynamo))
+    embedding = structure.group(structure.layers[0].out_group)
+    assert embedding.prunable and embedding.size == 16 and len(structure.blocks) == 1

@@ -3,7 +3,8 @@
 Patterns covered:
 * channel `Concat` (DenseNet, Inception, U-Net skips, YOLO's C2f/SPPF/FPN joins, GhostNet's
   `cat([x1, x2])`): the output's channels are the parts' in order; a Concat along another axis
-  (YOLO's anchors) ties the parts' channels;
+  (YOLO's anchors, a transformer's tokens) ties the parts' channels, and a constant part there (a
+  class token, also behind `Expand`) is cut with them;
 * `Split` of the channel axis as every exporter writes it: the `split` attribute (opset < 13), a
   `split` input (13+), `num_outputs` (18+), or equal parts; `chunk` as `Slice`s whose bounds are
   computed from `Shape(x)` (TorchScript): bounds are read as static values and surgery writes the
@@ -34,6 +35,13 @@ def concat(w: Walker, node: onnx.NodeProto) -> None:
         return
     axis = int(attributes(node).get("axis", 1)) % rank
     channel_axis = traced[0].axis
+    if axis != channel_axis:  # a class token, a register token: constants cut with the channels
+        width = len(traced[0].flat) * traced[0].repeat
+        fixed = [name for name in inputs if name not in w.maps and w.view.constants.is_static(name)]
+        if any(channel_constant(w.view, name, channel_axis, rank, width) is None for name in fixed):
+            w.unsupported(node, "joins a computed tensor whose channels cannot be cut")
+            return
+        inputs = [name for name in inputs if name not in fixed]
     maps = [w.map(name, channel_axis) for name in inputs]
     known = [m for m in maps if m is not None]
     if any(m is None or not m.single or m.axis != channel_axis or m.repeat != known[0].repeat for m in maps):
@@ -115,6 +123,33 @@ def gather(w: Walker, node: onnx.NodeProto) -> None:
                  "by position")
         return
     w.set(node.output[0], ChannelMap.on(cmap.flat[picked], axis))
+
+
+def channel_constant(view: GraphView, name: str, axis: int, rank: int, width: int) -> tuple[str, int] | None:
+    """Where a constant joined to channels along another axis can be cut with them: (tensor, its axis).
+
+    The tensor itself when it is a constant of full width on `axis` (a learned class token); the data of
+    an `Expand` that broadcasts such a constant over the batch (`cls.expand(B, -1, -1)`, written with
+    `Shape(x)` by the TorchScript exporter) when the Expand leaves that axis alone.
+    """
+    candidates = [(name, None)]
+    producer = view.producer.get(name)
+    if producer is not None and producer.op_type == "Expand" and producer.domain in ("", "ai.onnx"):
+        candidates.append((producer.input[0], producer.input[1]))
+    for tensor, shape_input in candidates:
+        shape = view.constant_shape(tensor)
+        if shape is None:
+            continue
+        local = axis - (rank - len(shape))
+        if local < 0 or shape[local] != width:
+            continue
+        if shape_input is not None:
+            target = view.static_value(shape_input)
+            offset = rank - (target.size if target is not None else rank)
+            if target is None or int(target[axis - offset]) not in (-1, 1, width):
+                continue
+        return tensor, local
+    return None
 
 
 def split_sizes(view: GraphView, node: onnx.NodeProto, length: int) -> list[int] | None:
