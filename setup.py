@@ -27,7 +27,7 @@ setup(
         "test": ["pytest>=7", "hypothesis>=6", "torch==2.13.0", "onnxscript>=0.5", "ruff", "pyscipopt>=5",
                  "matplotlib>=3.7"],
         "torch": ["torch>=2.1"],
-        "trt": ["tensorrt>=10", "cuda-python>=12"],
+        "trt": ["tensorrt>=10,<12", "cuda-python>=12,<14"],  # cuda-python: the major of the driver's CUDA
         "minlp": ["pyscipopt>=5"],
         "plots": ["matplotlib>=3.7"],
     },

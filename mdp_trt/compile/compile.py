@@ -2,8 +2,9 @@
 
 ONNX Runtime: the optimised model ONNX Runtime itself writes for this device (layout rewrites such as
 NCHWc included) plus the session options to load it with. TensorRT: a serialized engine built with
-the same precision handling and timing cache as the latency probes, plus a sidecar JSON, since an
-engine only runs on the TensorRT version and GPU that built it.
+the same precision handling and timing cache as the latency measurements, plus a sidecar JSON, since an
+engine only runs on the TensorRT version and GPU that built it; the sidecar also lists the engine's
+inputs and outputs with their TensorRT data types, the contract a deployment feeds it by.
 """
 
 from __future__ import annotations
@@ -82,7 +83,9 @@ def _tensorrt(model: onnx.ModelProto, backend: Any, out_dir: Path, batch: int, p
         "device": backend.device(),
         "batch": batch,
         "precision": precision,
-        "build": asdict(build_settings(backend.version, precision, backend.workspace_mb)),
+        "build": asdict(build_settings(backend.version, precision)),
+        # what a deployment feeds and reads: FP32 in fp16 too, on TensorRT 10 and 11 alike
+        "io": backend.engine_io(serialized),
         "note": "a TensorRT engine runs only with the TensorRT version and GPU model that built it",
     }
     sidecar = out_dir / "model.engine.json"

@@ -1,6 +1,6 @@
 """cuda-python access for the GPU backends, imported lazily and version-tolerant.
 
-cuda-python 12.x/13.x exposes the runtime as `cuda.bindings.runtime`; older releases as `cuda.cudart`.
+cuda-python 12.6+ and 13.x expose the runtime as `cuda.bindings.runtime`; older releases as `cuda.cudart`.
 Every call returns a tuple `(error, *values)`; `check` turns a non-zero error into an exception.
 """
 
@@ -11,6 +11,8 @@ from typing import Any
 from mdp_trt.errors import BackendUnavailable
 
 INSTALL_HINT = "pip install tensorrt cuda-python"
+# cudaError_t values of the CUDA runtime API
+CUDA_ERROR_INSUFFICIENT_DRIVER = 35
 
 
 class CudaError(RuntimeError):
@@ -26,6 +28,19 @@ def import_cudart() -> Any:
         except ImportError as exc:
             raise BackendUnavailable(f"cuda-python is not installed: {INSTALL_HINT}") from exc
     return cudart
+
+
+def native_handle(handle: Any) -> int:
+    """The address behind a cuda-python handle (a stream), as TensorRT's `execute_async_v3` takes it.
+
+    cuda-bindings 13.0 (and 12.9) deprecate `int(handle)` for `cuda.bindings.utils.get_cuda_native_handle`;
+    releases without that module still take `int()`.
+    """
+    try:
+        from cuda.bindings.utils import get_cuda_native_handle
+    except ImportError:
+        return int(handle)
+    return int(get_cuda_native_handle(handle))
 
 
 def error_code(err: Any) -> int:
@@ -45,15 +60,24 @@ def check(result: Any, what: str = "CUDA call") -> Any:
     return values[0] if len(values) == 1 else tuple(values)
 
 
-def gpu_count(cudart: Any) -> int:
-    """Visible CUDA devices; 0 when the driver is missing or reports an error."""
-    result = cudart.cudaGetDeviceCount()
-    err, count = result
-    return int(count) if error_code(err) == 0 else 0
+def _cuda_version(version: int) -> str:
+    """'12.4' from the runtime's encoding 12040."""
+    return f"{version // 1000}.{version % 1000 // 10}"
 
 
 def require_gpu(cudart: Any) -> None:
-    if gpu_count(cudart) == 0:
+    """A usable GPU, or one line saying why not: a driver older than cuda-python's CUDA is told apart from
+    no GPU, since each cuda-python major needs a driver of that CUDA major (13.x: CUDA 13 drivers)."""
+    err, count = cudart.cudaGetDeviceCount()
+    if error_code(err) == CUDA_ERROR_INSUFFICIENT_DRIVER:
+        driver = int(check(cudart.cudaDriverGetVersion(), "cudaDriverGetVersion"))
+        runtime = int(check(cudart.cudaRuntimeGetVersion(), "cudaRuntimeGetVersion"))
+        major = driver // 1000
+        raise BackendUnavailable(
+            f"the NVIDIA driver supports CUDA {_cuda_version(driver)}, older than the CUDA "
+            f"{_cuda_version(runtime)} of this cuda-python: pip install 'cuda-python>={major},<{major + 1}'"
+        )
+    if error_code(err) != 0 or int(count) == 0:
         raise BackendUnavailable("no NVIDIA GPU visible (cudaGetDeviceCount found none)")
 
 
