@@ -2,7 +2,8 @@
 
 Public API (everything else in this package is internal):
 - `Problem` (`load`, `save`, `from_json`, `to_json`, `with_budget`): the `mdp-problem/1` input.
-- `solve(problem, solver="milp", budget=..., time_limit=...) -> Solution`.
+- `solve(problem, solver="milp", budget=..., time_limit=...) -> Solution`; the time limit bounds the
+  whole call (model building and presolve included), not just the solver's search.
 - `evaluate(problem, levels, blocks_kept, budget=None) -> Evaluation`: the one grader of plans.
 - `min_latency(problem)` / `fastest_plan(problem)`: the smallest reachable latency, exactly.
 - `sweep(problem, points, solver=...) -> list[Solution]` and `curve(solutions)`: the Pareto curve.

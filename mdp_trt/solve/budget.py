@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from mdp_trt.errors import BudgetError, InputError
+from mdp_trt.solve.deadline import Deadline
 from mdp_trt.solve.evaluate import fits
-from mdp_trt.solve.min_latency import min_latency
+from mdp_trt.solve.min_latency import fastest_within
 from mdp_trt.solve.problem import Problem
 
 # First word of `units` -> milliseconds per unit.
@@ -27,12 +28,24 @@ def to_ms(value: float, units: str) -> float | None:
     return None if factor is None else value * factor
 
 
-def raise_if_unreachable(problem: Problem, budget: float) -> None:
-    """Raise `BudgetError` naming the smallest reachable latency when it exceeds `budget`."""
-    fastest = min_latency(problem)
-    if not fits(fastest, budget):
-        unit = problem.units.split()[0]
+def raise_if_unreachable(
+    problem: Problem, budget: float, deadline: Deadline | None = None, *, proven: bool = False
+) -> None:
+    """Raise `BudgetError` naming the smallest reachable latency when it exceeds `budget`.
+
+    Within `deadline` only. When the smallest latency is not found in time, the error is raised without
+    it if the caller already `proven` that no plan fits (presolve did), else nothing is raised: the
+    caller then reports that no plan was found within the limit, which is true either way.
+    """
+    unit = problem.units.split()[0]
+    found = fastest_within(problem, deadline or Deadline(None))
+    if found is None:
+        if proven:
+            raise BudgetError(f"no plan fits the budget {budget:.6g} {unit} (the smallest reachable latency was "
+                              "not computed within the time limit)")
+        return
+    if not fits(found.latency, budget):
         raise BudgetError(
-            f"budget {budget:.6g} {unit} is below the smallest reachable latency {fastest:.6g} {unit}",
-            min_latency_ms=to_ms(fastest, problem.units),
+            f"budget {budget:.6g} {unit} is below the smallest reachable latency {found.latency:.6g} {unit}",
+            min_latency_ms=to_ms(found.latency, problem.units),
         )

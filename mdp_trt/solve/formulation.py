@@ -1,4 +1,4 @@
-"""The exact MILP of an MDP problem as a Pyomo model, without big-M.
+"""The exact MILP of an MDP problem as a `LinearModel`, without big-M.
 
 Encoding, per group g with allowed levels l_0 < ... < l_{n-1} (after presolve):
 - x[g,k] = "level >= l_k" (k >= 1), monotone binaries; the one-hot y[g,k] = x[g,k] - x[g,k+1] is an
@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-import pyomo.environ as pyo
+import numpy as np
 
+from mdp_trt.solve.linear import Linear, LinearModel, total
 from mdp_trt.solve.problem import Problem
 from mdp_trt.solve.reduce import Domains, Goal, ancestors
 from mdp_trt.solve.terms import Terms
@@ -30,7 +30,7 @@ from mdp_trt.solve.terms import Terms
 
 @dataclass
 class _Index:
-    """Flat variable numbering (Pyomo indexed by ints builds much faster than by tuples)."""
+    """Each variable's column in the model."""
 
     x: dict[tuple[str, int], int] = field(default_factory=dict)
     z: dict[str, int] = field(default_factory=dict)
@@ -55,7 +55,7 @@ class Formulation:
         self.owner = self._owners()
         self.blocks = self._gating_blocks()
         self.idx = _Index()
-        self.model = pyo.ConcreteModel()
+        self.model = LinearModel()
         self._build(goal, budget)
 
     # --- structure ------------------------------------------------------------------------------
@@ -97,25 +97,20 @@ class Formulation:
     # --- model ----------------------------------------------------------------------------------
     def _build(self, goal: Goal, budget: float | None) -> None:
         m, idx = self.model, self.idx
-        for g, allowed in self.levels.items():
-            if g in self.owner:
-                for k in range(1, len(allowed)):
-                    idx.x[g, k] = len(idx.x)
-        idx.z = {b: n for n, b in enumerate(self.blocks)}
-        m.x = pyo.Var(range(len(idx.x)), domain=pyo.Binary)
-        m.z = pyo.Var(range(len(idx.z)), domain=pyo.Binary)
-        m.c = pyo.ConstraintList()
+        x_keys = [(g, k) for g, allowed in self.levels.items() if g in self.owner for k in range(1, len(allowed))]
+        idx.x = dict(zip(x_keys, m.add_columns(len(x_keys), integer=True), strict=True))
+        idx.z = dict(zip(self.blocks, m.add_columns(len(self.blocks), integer=True), strict=True))
         for (g, k), n in idx.x.items():
             if k >= 2:
-                m.c.add(m.x[n] <= m.x[idx.x[g, k - 1]])
+                m.at_most(Linear.var(n), Linear.var(idx.x[g, k - 1]))
         for block in self.problem.blocks:
             if block.id in idx.z and block.parent is not None:
-                m.c.add(m.z[idx.z[block.id]] <= m.z[idx.z[block.parent]])
+                m.at_most(Linear.var(idx.z[block.id]), Linear.var(idx.z[block.parent]))
         for g, owner in self.owner.items():
             if owner is not None and (g, 1) in idx.x:
-                m.c.add(m.x[idx.x[g, 1]] <= m.z[idx.z[owner]])
+                m.at_most(Linear.var(idx.x[g, 1]), Linear.var(idx.z[owner]))
 
-        self._gated: dict[tuple[str, str | None], list[Any]] = {}
+        self._gated: dict[tuple[str, str | None], list[Linear]] = {}
         needed = {k for k in list(self.unary_lat) + list(self.unary_imp)}
         needed |= {(g, b) for (g, _, b), _ in self.pairs} | {(h, b) for (_, h, b), _ in self.pairs}
         u_keys = [
@@ -124,8 +119,7 @@ class Formulation:
             if b is not None and b != self.owner[g] and len(self.levels[g]) > 1
             for k in range(len(self.levels[g]))
         ]
-        idx.u = {key: n for n, key in enumerate(u_keys)}
-        m.u = pyo.Var(range(len(u_keys)), bounds=(0, 1))
+        idx.u = dict(zip(u_keys, m.add_columns(len(u_keys)), strict=True))
         for g, b in needed:
             self._gated[g, b] = self._gated_vector(g, b)
 
@@ -133,40 +127,40 @@ class Formulation:
         for t, ((g, h, _), _) in enumerate(self.pairs):
             if len(self.levels[g]) > 1 and len(self.levels[h]) > 1:
                 w_keys += [(t, i, j) for i in range(len(self.levels[g])) for j in range(len(self.levels[h]))]
-        idx.w = {key: n for n, key in enumerate(w_keys)}
-        m.w = pyo.Var(range(len(w_keys)), bounds=(0, 1))
+        idx.w = dict(zip(w_keys, m.add_columns(len(w_keys)), strict=True))
         for t, ((g, h, b), _) in enumerate(self.pairs):
             if (t, 0, 0) not in idx.w:
                 continue
             ug, uh = self._gated[g, b], self._gated[h, b]
-            for i in range(len(self.levels[g])):
-                m.c.add(sum(m.w[idx.w[t, i, j]] for j in range(len(self.levels[h]))) == ug[i])
-            for j in range(len(self.levels[h])):
-                m.c.add(sum(m.w[idx.w[t, i, j]] for i in range(len(self.levels[g]))) == uh[j])
+            rows, cols = range(len(self.levels[g])), range(len(self.levels[h]))
+            for i in rows:
+                m.equal(Linear({idx.w[t, i, j]: 1.0 for j in cols}), ug[i])
+            for j in cols:
+                m.equal(Linear({idx.w[t, i, j]: 1.0 for i in rows}), uh[j])
 
         for b in self.blocks_on:
             if b in idx.z:
-                m.z[idx.z[b]].fix(1)
+                m.fix(idx.z[b], 1.0)
         latency = self._latency_expr()
         if goal == "latency":
-            m.obj = pyo.Objective(expr=latency, sense=pyo.minimize)
+            m.objective, m.maximize = latency, False
         else:
-            m.obj = pyo.Objective(expr=self._importance_expr(), sense=pyo.maximize)
-            if not pyo.is_constant(latency):  # a constant one was checked by presolve
-                m.budget = pyo.Constraint(expr=latency <= budget)
+            m.objective, m.maximize = self._importance_expr(), True
+            if not latency.is_constant:  # a constant one was checked by presolve
+                m.add_row(latency, upper=budget)
 
-    def _y(self, g: str) -> list[Any]:
+    def _y(self, g: str) -> list[Linear]:
         """One-hot level indicators of g as expressions of the cumulative binaries."""
-        n, m = len(self.levels[g]), self.model
+        n = len(self.levels[g])
         if g not in self.owner or n == 1:
-            return [1] + [0] * (n - 1)
-        x = [1] + [m.x[self.idx.x[g, k]] for k in range(1, n)] + [0]
+            return [Linear(const=1.0)] + [Linear() for _ in range(n - 1)]
+        x = [Linear(const=1.0)] + [Linear.var(self.idx.x[g, k]) for k in range(1, n)] + [Linear()]
         return [x[k] - x[k + 1] for k in range(n)]
 
-    def _gate(self, b: str | None) -> Any:
-        return 1 if b is None else self.model.z[self.idx.z[b]]
+    def _gate(self, b: str | None) -> Linear:
+        return Linear(const=1.0) if b is None else Linear.var(self.idx.z[b])
 
-    def _gated_vector(self, g: str, b: str | None) -> list[Any]:
+    def _gated_vector(self, g: str, b: str | None) -> list[Linear]:
         """y[g] * z[b] as linear expressions, adding the copy's constraints when it needs variables."""
         y, m = self._y(g), self.model
         if b is None:
@@ -174,47 +168,47 @@ class Formulation:
         if len(y) == 1:
             return [self._gate(b)]
         if b == self.owner[g]:  # pinned to level 0 when b is removed: the copy is y shifted
-            return [y[0] + self._gate(b) - 1, *y[1:]]
-        u = [m.u[self.idx.u[g, b, k]] for k in range(len(y))]
-        m.c.add(sum(u) == self._gate(b))
+            return [y[0] + self._gate(b) - 1.0, *y[1:]]
+        u = [Linear.var(self.idx.u[g, b, k]) for k in range(len(y))]
+        m.equal(total((1.0, v) for v in u), self._gate(b))
         for k in range(len(y)):
-            m.c.add(u[k] <= y[k])
+            m.at_most(u[k], y[k])
         return u
 
-    def _latency_expr(self) -> Any:
-        m = self.model
-        expr = self.problem.fixed_latency + sum(v * self._gate(b) for b, v in self.const_lat.items())
+    def _latency_expr(self) -> Linear:
+        expr = total(((v, self._gate(b)) for b, v in self.const_lat.items()), const=self.problem.fixed_latency)
         for (g, b), vec in self.unary_lat.items():
-            expr += sum(vec[lv] * u for lv, u in zip(self.levels[g], self._gated[g, b], strict=True))
+            expr.add(total((vec[lv], u) for lv, u in zip(self.levels[g], self._gated[g, b], strict=True)))
         for t, ((g, h, b), table) in enumerate(self.pairs):
             lg, lh = self.levels[g], self.levels[h]
             if (t, 0, 0) in self.idx.w:
-                expr += sum(
-                    table[lg[i], lh[j]] * m.w[self.idx.w[t, i, j]] for i in range(len(lg)) for j in range(len(lh))
-                )
+                coefs = table[np.ix_(lg, lh)].ravel().tolist()
+                columns = [self.idx.w[t, i, j] for i in range(len(lg)) for j in range(len(lh))]
+                expr.add(Linear(dict(zip(columns, coefs, strict=True))))
             elif len(lg) == 1:
-                expr += sum(table[lg[0], lv] * u for lv, u in zip(lh, self._gated[h, b], strict=True))
+                expr.add(total((table[lg[0], lv], u) for lv, u in zip(lh, self._gated[h, b], strict=True)))
             else:
-                expr += sum(table[lv, lh[0]] * u for lv, u in zip(lg, self._gated[g, b], strict=True))
+                expr.add(total((table[lv, lh[0]], u) for lv, u in zip(lg, self._gated[g, b], strict=True)))
         return expr
 
-    def _importance_expr(self) -> Any:
-        expr = sum(v * self._gate(b) for b, v in self.const_imp.items())
+    def _importance_expr(self) -> Linear:
+        expr = total((v, self._gate(b)) for b, v in self.const_imp.items())
         for (g, b), vec in self.unary_imp.items():
-            expr += sum(vec[lv] * u for lv, u in zip(self.levels[g], self._gated[g, b], strict=True))
+            expr.add(total((vec[lv], u) for lv, u in zip(self.levels[g], self._gated[g, b], strict=True)))
         return expr
 
     # --- solutions ------------------------------------------------------------------------------
     def plan(self) -> tuple[dict[str, int], list[str]]:
-        """The plan encoded by the current variable values (rounded)."""
-        m, levels = self.model, {}
+        """The plan encoded by the solver's values (rounded)."""
+        values, levels = self.model.values, {}
+        assert values is not None, "plan() needs a solved model"
         for g, allowed in self.levels.items():
-            pos = sum(1 for k in range(1, len(allowed)) if (g, k) in self.idx.x and _on(m.x[self.idx.x[g, k]]))
+            pos = sum(1 for k in range(1, len(allowed)) if (g, k) in self.idx.x and values[self.idx.x[g, k]] > 0.5)
             levels[g] = allowed[pos]
 
         def chosen(block: str) -> bool:
             if block in self.idx.z:
-                return _on(m.z[self.idx.z[block]])
+                return bool(values[self.idx.z[block]] > 0.5)
             return block not in self.blocks_off  # gates nothing: kept, it costs nothing
 
         kept = [b.id for b in self.problem.blocks if all(chosen(a) for a in ancestors(self.problem, b.id))]
@@ -228,29 +222,24 @@ class Formulation:
             and self.blocks_on <= kept
         )
 
-    def binaries(self) -> list[Any]:
-        """The model's binary variables (level thresholds and block gates)."""
-        return [*self.model.x.values(), *self.model.z.values()]
+    def binaries(self) -> list[int]:
+        """The model's binary columns (level thresholds and block gates)."""
+        return [*self.idx.x.values(), *self.idx.z.values()]
 
     def set_start(self, levels: Mapping[str, int], kept: set[str]) -> None:
         """Write every variable's value for the plan, so the solver gets a complete MIP start."""
-        m, idx = self.model, self.idx
+        idx, start = self.idx, self.model.start
         pos = {g: self.levels[g].index(levels[g]) for g in self.levels}
         for g, owner in self.owner.items():
             if owner is not None and owner not in kept:
                 pos[g] = 0  # the symmetry-breaking pin: an unused group sits at its first level
         for (g, k), n in idx.x.items():
-            m.x[n].value = 1 if pos[g] >= k else 0
+            start[n] = 1.0 if pos[g] >= k else 0.0
         for b, n in idx.z.items():
-            m.z[n].value = 1 if b in kept else 0
+            start[n] = 1.0 if b in kept else 0.0
         for (g, b, k), n in idx.u.items():
-            m.u[n].value = 1 if b in kept and pos[g] == k else 0
+            start[n] = 1.0 if b in kept and pos[g] == k else 0.0
         for (t, i, j), n in idx.w.items():
             (g, h, b), _ = self.pairs[t]
             on = b is None or b in kept
-            m.w[n].value = 1 if on and pos[g] == i and pos[h] == j else 0
-
-
-def _on(var: Any) -> bool:
-    """A binary's rounded value (None when the solver never saw it, i.e. it was free)."""
-    return var.value is not None and var.value > 0.5
+            start[n] = 1.0 if on and pos[g] == i and pos[h] == j else 0.0

@@ -18,14 +18,13 @@ narrowest plan, and the correction by its true latency loosens the next round's 
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
-import pyomo.environ as pyo
 
 from mdp_trt.solve.budget import require_budget
+from mdp_trt.solve.deadline import Deadline
 from mdp_trt.solve.evaluate import evaluate, fits
 from mdp_trt.solve.highs import run
+from mdp_trt.solve.linear import Linear, LinearModel
 from mdp_trt.solve.problem import Problem
 from mdp_trt.solve.solution import Solution
 
@@ -56,48 +55,47 @@ def _halp_costs(problem: Problem) -> tuple[float, dict[str, np.ndarray], dict[st
     return constant, cost, gain
 
 
-def _knapsack(problem: Problem, budget: float) -> dict[str, int] | None:
-    """Prefix-constrained knapsack over chunks; None when even the narrowest plan is over."""
+def _knapsack(problem: Problem, budget: float, deadline: Deadline) -> dict[str, int] | None:
+    """Prefix-constrained knapsack over chunks; None when even the narrowest plan is over (or out of time)."""
     constant, cost, gain = _halp_costs(problem)
     chunks = [(g.id, k) for g in problem.groups for k in range(g.min_index + 1, g.max_index + 1)]
     base = constant + sum(cost[g.id][g.min_index] for g in problem.groups)
     narrowest = {g.id: g.min_index for g in problem.groups}
     if not chunks:  # every group is fixed: nothing to choose
         return narrowest if fits(base, budget) else None
-    m = pyo.ConcreteModel()
-    m.take = pyo.Var(range(len(chunks)), domain=pyo.Binary)
-    pos = {c: n for n, c in enumerate(chunks)}
-    m.prefix = pyo.ConstraintList()
-    for (g, k), n in pos.items():
-        if (g, k - 1) in pos:
-            m.prefix.add(m.take[n] <= m.take[pos[g, k - 1]])
-    m.obj = pyo.Objective(
-        expr=sum((gain[g][k] - gain[g][k - 1]) * m.take[n] for (g, k), n in pos.items()), sense=pyo.maximize
-    )
-    m.budget = pyo.Constraint(
-        expr=base + sum((cost[g][k] - cost[g][k - 1]) * m.take[n] for (g, k), n in pos.items()) <= budget
-    )
-    outcome = run(m, rel_gap=KNAPSACK_REL_GAP)
+    m = LinearModel(maximize=True)
+    take = dict(zip(chunks, m.add_columns(len(chunks), integer=True), strict=True))
+    for (g, k), n in take.items():
+        if (g, k - 1) in take:
+            m.at_most(Linear.var(n), Linear.var(take[g, k - 1]))
+    m.objective = Linear({n: gain[g][k] - gain[g][k - 1] for (g, k), n in take.items()})
+    m.add_row(Linear({n: cost[g][k] - cost[g][k - 1] for (g, k), n in take.items()}), upper=budget - base)
+    outcome = run(m, deadline, rel_gap=KNAPSACK_REL_GAP)
     if not outcome.has_plan:
         return None
     levels = narrowest
-    for (g, _), n in pos.items():
-        levels[g] += round(m.take[n].value)
+    for (g, _), n in take.items():
+        levels[g] += round(float(m.values[n]))  # type: ignore[index]  # loaded with the plan
     return levels
 
 
-def solve_halp(problem: Problem, budget: float | None = None) -> Solution:
-    """HALP's plan graded on the true tables ("infeasible" if no round made it fit)."""
-    start = time.perf_counter()
+def solve_halp(problem: Problem, budget: float | None = None, deadline: Deadline | None = None) -> Solution:
+    """HALP's plan graded on the true tables ("infeasible" if no round made it fit).
+
+    A round that would start after `deadline` is not run: the best plan of the rounds before is returned.
+    """
+    deadline = deadline or Deadline(None)
     budget = require_budget(problem, budget)
     blocks = [b.id for b in problem.blocks]
     narrowest = {g.id: g.min_index for g in problem.groups}
     levels, best, target = narrowest, None, budget
     fitting, over = 0.0, float("inf")  # knapsack budgets whose plans fit / did not fit the true tables
     for _ in range(ROUNDS):
+        if best is not None and deadline.expired():
+            break
         # Below the knapsack's own estimate of the narrowest plan the narrowest plan is the answer; its
         # true latency is lower still, and correcting by it is how HALP gets back to a plan that fits.
-        plan = _knapsack(problem, target) or dict(narrowest)
+        plan = _knapsack(problem, target, deadline) or dict(narrowest)
         ev = evaluate(problem, plan, blocks, budget)
         if best is None or (ev.feasible, ev.objective) > best:
             best, levels = (ev.feasible, ev.objective), plan
@@ -107,4 +105,4 @@ def solve_halp(problem: Problem, budget: float | None = None) -> Solution:
             over = min(over, target)
         # The estimate's error changes with the plan, so corrections alone can cycle: bisect once bracketed.
         target = (fitting + over) / 2 if fitting > 0 and over < float("inf") else target + budget - ev.latency
-    return Solution.grade(problem, budget, levels, blocks, solver="halp", seconds=time.perf_counter() - start)
+    return Solution.grade(problem, budget, levels, blocks, solver="halp", seconds=deadline.elapsed())

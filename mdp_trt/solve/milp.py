@@ -11,11 +11,11 @@ reported bound is then rounded down to an integer).
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 
 from mdp_trt.solve.budget import raise_if_unreachable, require_budget
+from mdp_trt.solve.deadline import Deadline
 from mdp_trt.solve.evaluate import evaluate
 from mdp_trt.solve.formulation import Formulation
 from mdp_trt.solve.greedy import greedy_plan
@@ -29,21 +29,19 @@ from mdp_trt.solve.terms import Terms
 Plan = tuple[dict[str, int], set[str]]
 
 
-def solve_milp(problem: Problem, budget: float | None = None, time_limit: float | None = None) -> Solution:
+def solve_milp(problem: Problem, budget: float | None = None, deadline: Deadline | None = None) -> Solution:
     """Best plan for the budget; status "optimal" when proven, else "feasible" with bound and gap.
 
-    Raises `BudgetError` when no plan fits the budget.
+    Every stage runs on `deadline`'s clock; when it passes before the MIP, the greedy plan is returned
+    (unproven). Raises `BudgetError` when no plan fits the budget.
     """
-    start = time.perf_counter()
-
-    def left() -> float | None:
-        return None if time_limit is None else time_limit - (time.perf_counter() - start)
+    deadline = deadline or Deadline(None)
 
     def graded(plan: Plan, proven: bool, bound: float | None) -> Solution:
         if integral and bound is not None and math.isfinite(bound):
             bound = math.floor(bound + 1e-7)
-        seconds = time.perf_counter() - start
-        return Solution.grade(problem, budget, *plan, solver="milp", seconds=seconds, proven=proven, bound=bound)
+        return Solution.grade(problem, budget, *plan, solver="milp", seconds=deadline.elapsed(), proven=proven,
+                              bound=bound)
 
     budget = require_budget(problem, budget)
     integral = _integral(problem)
@@ -51,35 +49,41 @@ def solve_milp(problem: Problem, budget: float | None = None, time_limit: float 
     terms = Terms.of(problem)
     domains = reduce(problem, terms, "importance", budget)
     if domains.infeasible:
-        raise_if_unreachable(problem, budget)
+        raise_if_unreachable(problem, budget, deadline, proven=True)
     form = Formulation(problem, terms, domains, "importance", budget)
     warm = greedy_plan(problem, terms, domains, budget)
     if warm is None:  # no incumbent to fix against: the full MIP
-        outcome = run(form.model, time_limit=left(), abs_gap=gap)
+        outcome = run(form.model, deadline, abs_gap=gap)
         if not outcome.has_plan:
-            raise_if_unreachable(problem, budget)
-            return Solution.none_found(problem, budget, solver="milp", seconds=time.perf_counter() - start)
+            raise_if_unreachable(problem, budget, deadline, proven=outcome.infeasible)
+            return Solution.none_found(problem, budget, solver="milp", seconds=deadline.elapsed())
         return graded(form.plan(), outcome.proven, outcome.bound)
 
     incumbent = evaluate(problem, *warm, budget).objective
     wanted = incumbent + (1.0 - 1e-6 if integral else MIP_REL_GAP * max(1.0, abs(incumbent)))
-    fixing = fix_by_reduced_costs(problem, form, domains, incumbent, wanted, left())
+    fixing = fix_by_reduced_costs(problem, form, domains, incumbent, wanted, deadline)
     if fixing is not None and fixing.incumbent_optimal:
         return graded(warm, proven=True, bound=incumbent)
+    if deadline.expired():  # no time for the MIP: the greedy plan, with the LP's bound when there was one
+        return graded(warm, proven=False, bound=None if fixing is None else fixing.lp_bound)
     if fixing is not None:
         form = Formulation(problem, terms, fixing.domains, "importance", budget)
     use_start = form.admits(*warm)
     if use_start:
         form.set_start(*warm)
-    outcome = run(form.model, time_limit=left(), abs_gap=gap, warm_start=use_start)
-    return _best(problem, budget, form, warm, outcome, wanted, graded)
+    outcome = run(form.model, deadline, abs_gap=gap, warm_start=use_start)
+    lp_bound = None if fixing is None else fixing.lp_bound
+    return _best(problem, budget, form, warm, outcome, wanted, lp_bound, graded)
 
 
-def _best(problem: Problem, budget: float, form: Formulation, warm: Plan, outcome: Outcome, wanted: float, graded):
+def _best(problem: Problem, budget: float, form: Formulation, warm: Plan, outcome: Outcome, wanted: float,
+          lp_bound: float | None, graded):
     """The better of the MIP's plan and the greedy one, with a bound valid for the whole problem.
 
-    Fixing removed only regions with nothing >= `wanted`, so the global bound is the larger of the MIP's
-    bound and `wanted`; an infeasible reduced model means nothing better than the incumbent exists.
+    Fixing removed only regions with nothing >= `wanted`, so the MIP's bound, raised to `wanted`, holds
+    for the whole problem, and so does the LP bound of the unfixed model; an infeasible reduced model
+    means nothing better than the incumbent exists. A MIP stopped before it had a bound leaves the LP's
+    (or none).
     """
     candidates = [warm]
     if outcome.has_plan:
@@ -91,7 +95,8 @@ def _best(problem: Problem, budget: float, form: Formulation, warm: Plan, outcom
     if proven:
         bound = max(mip_bound if mip_bound is not None and outcome.has_plan else -math.inf, best_eval.objective)
     else:
-        bound = max(mip_bound if mip_bound is not None else wanted, wanted)
+        valid = [b for b in (None if mip_bound is None else max(mip_bound, wanted), lp_bound) if b is not None]
+        bound = min(valid) if valid else None
     return graded(best, proven, bound)
 
 

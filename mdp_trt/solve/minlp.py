@@ -12,26 +12,34 @@ One-hot binaries y per group, z per block; latency = sum over layers of z_b * su
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import pyomo.environ as pyo
-
 from mdp_trt.errors import BackendUnavailable
 from mdp_trt.solve.budget import raise_if_unreachable, require_budget
+from mdp_trt.solve.deadline import MIN_RUN_SECONDS, Deadline
 from mdp_trt.solve.problem import Problem
 from mdp_trt.solve.solution import Solution
+from mdp_trt.solve.stoppable import Report, ignore, run_until
 
 Engine = Literal["scip", "mindtpy"]
 _NLP_HEURISTICS = ("mpec", "subnlp", "nlpdiving", "multistart")
 
 
-def _objective_and_latency(problem: Problem, y: dict, z: dict) -> tuple[Any, Any]:
-    """Importance and latency as polynomials of the binaries (products of y's and z's, not linearised)."""
+class _OutOfTime(Exception):
+    """The deadline passed while the model was being built: there is no plan to report."""
+
+
+def _objective_and_latency(problem: Problem, y: dict, z: dict, deadline: Deadline) -> tuple[Any, Any]:
+    """Importance and latency as polynomials of the binaries (products of y's and z's, not linearised).
+
+    Building them is the slow part on large tables, so the deadline is checked layer by layer.
+    """
     importance: Any = 0
     latency: Any = problem.fixed_latency
     for layer in problem.layers:
+        if deadline.expired():
+            raise _OutOfTime
         gate = [] if layer.block is None else [z[layer.block]]
         rows = [(0, [])] if layer.in_group is None else [(i, [v]) for i, v in y[layer.in_group].items()]
         cols = [(0, [])] if layer.out_group is None else [(j, [v]) for j, v in y[layer.out_group].items()]
@@ -56,12 +64,19 @@ class _Found:
     bound: float | None
 
 
-def _solve_scip(problem: Problem, budget: float, time_limit: float | None) -> _Found | None:
-    start = time.perf_counter()
+def _solve_scip(problem: Problem, budget: float, deadline: Deadline) -> _Found | None:
+    """SCIP in a worker stopped at the deadline (see `stoppable`); killed, it gives its last incumbent."""
     try:
-        from pyscipopt import Model, quicksum
+        import pyscipopt  # noqa: F401 - checked here, in this process, so a missing SCIP is one line
     except ImportError as exc:
         raise BackendUnavailable("the minlp solver needs SCIP: pip install pyscipopt") from exc
+    found, latest = run_until(lambda report: _scip(problem, budget, deadline, report), deadline)
+    return found if found is not None else latest
+
+
+def _scip(problem: Problem, budget: float, deadline: Deadline, report: Report) -> _Found | None:
+    from pyscipopt import SCIP_EVENTTYPE, Eventhdlr, Model, quicksum
+
     m = Model("mdp")
     m.hideOutput()
     # Every nonlinearity is a product of binaries, so SCIP's NLP-based heuristics have nothing to
@@ -70,12 +85,32 @@ def _solve_scip(problem: Problem, budget: float, time_limit: float | None) -> _F
         m.setParam(f"heuristics/{heuristic}/freq", -1)
     y = {g.id: {i: m.addVar(f"y_{g.id}_{i}", vtype="B") for i in g.allowed} for g in problem.groups}
     z = {b.id: m.addVar(f"z_{b.id}", vtype="B") for b in problem.blocks}
+
+    def found(sol, proven: bool, bound: float) -> _Found:
+        levels = {g: next(i for i, v in vs.items() if m.getSolVal(sol, v) > 0.5) for g, vs in y.items()}
+        kept = [b for b, v in z.items() if m.getSolVal(sol, v) > 0.5]
+        return _Found(levels, kept, proven, bound if math.isfinite(bound) else None)
+
+    class Incumbents(Eventhdlr):
+        """Reports each new best plan, which is what a worker killed at the deadline hands back."""
+
+        def eventinit(self) -> None:
+            self.model.catchEvent(SCIP_EVENTTYPE.BESTSOLFOUND, self)
+
+        def eventexec(self, event) -> None:
+            report(found(self.model.getBestSol(), False, self.model.getDualbound()))
+
+    if report is not ignore:
+        m.includeEventhdlr(Incumbents(), "incumbents", "reports each new best plan")
     for g in problem.groups:
         m.addCons(quicksum(y[g.id].values()) == 1)
     for b in problem.blocks:
         if b.parent is not None:
             m.addCons(z[b.id] <= z[b.parent])
-    importance, latency = _objective_and_latency(problem, y, z)
+    try:
+        importance, latency = _objective_and_latency(problem, y, z, deadline)
+    except _OutOfTime:
+        return None
     if isinstance(latency, float):  # no layer depends on a choice
         if latency > budget:
             return None
@@ -84,19 +119,21 @@ def _solve_scip(problem: Problem, budget: float, time_limit: float | None) -> _F
     t = m.addVar("importance", lb=0, ub=None)
     m.addCons(t <= importance)
     m.setObjective(t, "maximize")
-    if time_limit is not None:  # building the polynomial counts against the limit too
-        m.setParam("limits/time", max(time_limit - (time.perf_counter() - start), 0.01))
+    if deadline.expired():
+        return None
+    left = deadline.left()
+    if left is not None:  # what is left after building the polynomials (SCIP's range ends at 1e20)
+        m.setParam("limits/time", min(max(left, MIN_RUN_SECONDS), 1e20))
     m.optimize()
     if m.getNSols() == 0:
         return None
-    sol = m.getBestSol()
-    levels = {g: next(i for i, v in vs.items() if sol[v] > 0.5) for g, vs in y.items()}
-    kept = [b for b, v in z.items() if sol[v] > 0.5]
-    bound = m.getDualbound()
-    return _Found(levels, kept, m.getStatus() == "optimal", bound if math.isfinite(bound) else None)
+    return found(m.getBestSol(), m.getStatus() == "optimal", m.getDualbound())
 
 
-def _solve_mindtpy(problem: Problem, budget: float, time_limit: float | None) -> _Found | None:
+def _solve_mindtpy(problem: Problem, budget: float, deadline: Deadline) -> _Found | None:
+    """MindtPy in this process (killing a worker would orphan its glpsol and ipopt processes)."""
+    import pyomo.environ as pyo  # only here: importing Pyomo costs every CLI start 0.16 s
+
     missing = [
         need
         for name, need in (
@@ -118,15 +155,21 @@ def _solve_mindtpy(problem: Problem, budget: float, time_limit: float | None) ->
     for b in problem.blocks:
         if b.parent is not None:
             m.c.add(m.z[b.parent] >= m.z[b.id])
-    importance, latency = _objective_and_latency(problem, y, m.z)
+    try:
+        importance, latency = _objective_and_latency(problem, y, m.z, deadline)
+    except _OutOfTime:
+        return None
     if not pyo.is_constant(latency):
         m.c.add(latency <= budget)
     elif pyo.value(latency) > budget:
         return None
     m.obj = pyo.Objective(expr=importance, sense=pyo.maximize)
     options: dict[str, Any] = {"strategy": "OA", "init_strategy": "FP", "mip_solver": "glpk", "nlp_solver": "ipopt"}
-    if time_limit is not None:
-        options["time_limit"] = max(math.ceil(time_limit), 1)
+    if deadline.expired():
+        return None
+    left = deadline.left()
+    if left is not None:  # MindtPy takes whole seconds
+        options["time_limit"] = max(math.floor(left), 1)
     result = pyo.SolverFactory("mindtpy").solve(m, **options)
     if result.solver.termination_condition == pyo.TerminationCondition.infeasible:
         return None
@@ -138,23 +181,23 @@ def _solve_mindtpy(problem: Problem, budget: float, time_limit: float | None) ->
 
 
 def solve_minlp(
-    problem: Problem, budget: float | None = None, time_limit: float | None = None, engine: Engine = "scip"
+    problem: Problem, budget: float | None = None, deadline: Deadline | None = None, engine: Engine = "scip"
 ) -> Solution:
     """Solve the untransformed MINLP with `engine`; raises `BackendUnavailable` when it is missing."""
-    start = time.perf_counter()
+    deadline = deadline or Deadline(None)
     budget = require_budget(problem, budget)
     run = {"scip": _solve_scip, "mindtpy": _solve_mindtpy}[engine]
-    found = run(problem, budget, time_limit)
+    found = run(problem, budget, deadline)
     if found is None:
-        raise_if_unreachable(problem, budget)
-        return Solution.none_found(problem, budget, solver=f"minlp-{engine}", seconds=time.perf_counter() - start)
+        raise_if_unreachable(problem, budget, deadline)
+        return Solution.none_found(problem, budget, solver=f"minlp-{engine}", seconds=deadline.elapsed())
     return Solution.grade(
         problem,
         budget,
         found.levels,
         found.kept,
         solver=f"minlp-{engine}",
-        seconds=time.perf_counter() - start,
+        seconds=deadline.elapsed(),
         proven=found.proven,
         bound=found.bound,
     )

@@ -2,6 +2,14 @@
 
 Every solver and `evaluate` trust a `Problem` blindly, so all checks happen once, here, and a bad file
 fails with one line that names the offending item instead of a traceback deep inside a solver.
+
+Numbers: every number is finite and at most 1e15 in magnitude (HiGHS refuses constraint coefficients
+above 1e15 and SCIP takes 1e20 for infinity, so larger ones could not reach a solver intact: rescale
+the units instead). Levels, latency table entries and importance are >= 0, the budget is > 0.
+`fixed_latency` is the constant term of the affine latency law: a plan's latency is `fixed_latency`
+plus the table entries of its kept layers. It may be negative: `build` writes there the offset of the
+calibration law `measured = scale * sum of tables + offset`, which is often below zero. What has to be
+positive is a plan's total, the figure the budget bounds.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ import itertools
 import json
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -21,6 +30,7 @@ import numpy as np
 from mdp_trt.errors import InputError
 
 FORMAT = "mdp-problem/1"
+MAX_MAGNITUDE = 1e15  # see the module docstring
 _KNOWN_KEYS = ("format", "units", "budget", "fixed_latency", "groups", "blocks", "layers")
 
 
@@ -89,7 +99,7 @@ class Problem:
 
     def with_budget(self, budget: float) -> Problem:
         """The same problem with another budget (validated like one read from a file)."""
-        return replace(self, budget=_number(budget, "budget"))
+        return replace(self, budget=_number(budget, "budget", positive=True))
 
     def dense_levels(self) -> dict[str, int]:
         """Every group at its largest allowed level: the unpruned plan."""
@@ -102,12 +112,12 @@ class Problem:
         if not isinstance(doc, Mapping):
             raise InputError("problem: expected a JSON object")
         if doc.get("format") != FORMAT:
-            raise InputError(f"problem: format must be {FORMAT!r}, got {doc.get('format')!r}")
+            raise InputError(f"problem: format must be {FORMAT!r}, got {_show(doc.get('format'))}")
         units = doc.get("units", "ms")
-        if not isinstance(units, str) or not units:
-            raise InputError("problem: units must be a non-empty string")
-        budget = None if doc.get("budget") is None else _number(doc["budget"], "budget")
-        fixed = _number(doc.get("fixed_latency", 0.0), "fixed_latency")
+        if not isinstance(units, str) or not units.strip():
+            raise InputError("problem: units must be a string with a word in it (e.g. \"ms\")")
+        budget = None if doc.get("budget") is None else _number(doc["budget"], "budget", positive=True)
+        fixed = _number(doc.get("fixed_latency", 0.0), "fixed_latency", signed=True)
         groups = _parse_groups(_list(doc, "groups"))
         blocks = _parse_blocks(_list(doc, "blocks", required=False))
         layers = _parse_layers(_list(doc, "layers"), {g.id: g for g in groups}, {b.id for b in blocks})
@@ -148,15 +158,29 @@ class Problem:
 
     @classmethod
     def load(cls, path: str | Path) -> Problem:
-        """Read a problem file; unreadable or invalid files raise `InputError`."""
+        """Read a problem file; unreadable or invalid files raise `InputError`.
+
+        JSON is UTF-8 text (RFC 8259); the decoder's own limits (nesting depth, digits of an integer)
+        are reported like any other invalid file.
+        """
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            data = Path(path).read_bytes()
         except OSError as exc:
-            raise InputError(f"cannot read problem file {path}: {exc.strerror}") from exc
+            raise InputError(f"cannot read problem file {path}: {exc.strerror or exc}") from exc
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path}: not UTF-8 text (byte {exc.start} is not UTF-8), so not JSON") from exc
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+        except RecursionError as exc:
+            raise InputError(f"{path}: JSON nested too deeply to read") from exc
+        except ValueError as exc:  # the only other one: an integer past Python's int-string conversion limit
+            raise InputError(
+                f"{path}: an integer with more than {sys.get_int_max_str_digits()} digits (no solver could use it)"
+            ) from exc
         return cls.from_json(doc)
 
     def save(self, path: str | Path) -> None:
@@ -173,17 +197,39 @@ class Problem:
 
 
 # --- validation helpers --------------------------------------------------------------------------
-def _number(value: Any, what: str) -> float:
+def _show(value: Any) -> str:
+    """`value` for a message: its repr, cut short (a file can hold a huge list where a number belongs)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_MAGNITUDE:
+        return f"an integer of {value.bit_length()} bits"  # repr itself fails past 4300 digits
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _number(value: Any, what: str, *, signed: bool = False, positive: bool = False) -> float:
+    """A finite float within MAX_MAGNITUDE; >= 0 unless `signed`, > 0 when `positive`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"{what}: expected a number, got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise InputError(f"{what}: must be finite and >= 0, got {value!r}")
-    return float(value)
+        raise InputError(f"{what}: expected a number, got {_show(value)}")
+    number = float(value) if isinstance(value, float) or abs(value) <= MAX_MAGNITUDE else math.inf
+    if not math.isfinite(number) or abs(number) > MAX_MAGNITUDE:
+        raise InputError(f"{what}: must be finite and at most {MAX_MAGNITUDE:g} in magnitude, got {_show(value)}")
+    if positive and not number > 0:
+        raise InputError(f"{what}: must be > 0, got {_show(value)}")
+    if not signed and number < 0:
+        raise InputError(f"{what}: must be >= 0, got {_show(value)}")
+    return number
 
 
 def _index(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"{what}: expected an integer, got {value!r}")
+        raise InputError(f"{what}: expected an integer, got {_show(value)}")
+    return value
+
+
+def _ref(item: Mapping[str, Any], key: str, owner: str) -> str | None:
+    """An optional reference to another item's id: a non-empty string or null."""
+    value = item.get(key)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise InputError(f"{owner}: {key!r} must be an id (a non-empty string) or null, got {_show(value)}")
     return value
 
 
@@ -230,7 +276,10 @@ def _parse_groups(items: list[Any]) -> tuple[Group, ...]:
 
 def _parse_blocks(items: list[Any]) -> tuple[Block, ...]:
     seen: set[str] = set()
-    blocks = [Block(_ident(item, "block", pos, seen), item.get("parent")) for pos, item in enumerate(items)]
+    blocks = []
+    for pos, item in enumerate(items):
+        bid = _ident(item, "block", pos, seen)
+        blocks.append(Block(bid, _ref(item, "parent", f"block {bid!r}")))
     for block in blocks:
         if block.parent is not None and block.parent not in seen:
             raise InputError(f"block {block.id!r}: unknown parent block {block.parent!r}")
@@ -264,11 +313,11 @@ def _parse_layers(items: list[Any], groups: Mapping[str, Group], blocks: set[str
         lid = _ident(item, "layer", pos, seen)
         refs = {}
         for key in ("in_group", "out_group"):
-            ref = item.get(key)
+            ref = _ref(item, key, f"layer {lid!r}")
             if ref is not None and ref not in groups:
                 raise InputError(f"layer {lid!r}: unknown {key} {ref!r}")
             refs[key] = ref
-        block = item.get("block")
+        block = _ref(item, "block", f"layer {lid!r}")
         if block is not None and block not in blocks:
             raise InputError(f"layer {lid!r}: unknown block {block!r}")
         rows = len(groups[refs["in_group"]].levels) if refs["in_group"] else 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mdp_trt.solve.deadline import Deadline
 from mdp_trt.solve.formulation import Formulation
 from mdp_trt.solve.highs import solve_relaxation
 from mdp_trt.solve.problem import Problem
@@ -42,18 +43,18 @@ def fix_by_reduced_costs(
     domains: Domains,
     incumbent: float,
     wanted: float,
-    time_limit: float | None,
+    deadline: Deadline,
 ) -> Fixing | None:
     """Domains that still hold every plan with objective >= `wanted` (> incumbent); None if the LP failed."""
-    lp = solve_relaxation(form.model, form.binaries(), time_limit)
+    lp = solve_relaxation(form.model, deadline)
     if lp is None:
         return None
     threshold = wanted - NUMERIC_MARGIN * max(1.0, abs(lp.objective))
     if lp.objective < threshold:
         return Fixing(domains, lp.objective, incumbent_optimal=True)
 
-    def fixed(var) -> int | None:
-        value, cost = lp.values[id(var)], abs(lp.reduced_costs[id(var)])
+    def fixed(column: int) -> int | None:
+        value, cost = lp.values[column], abs(lp.reduced_costs[column])
         if lp.objective - cost >= threshold:
             return None
         if value <= 1e-9:
@@ -62,14 +63,14 @@ def fix_by_reduced_costs(
             return 1
         return None
 
-    m, idx = form.model, form.idx
+    idx = form.idx
     levels = dict(domains.levels)
     for g, allowed in domains.levels.items():
         lo, hi = 0, len(allowed) - 1
         for k in range(1, len(allowed)):
             if (g, k) not in idx.x:
                 continue
-            side = fixed(m.x[idx.x[g, k]])
+            side = fixed(idx.x[g, k])
             if side == 1:
                 lo = max(lo, k)
             elif side == 0:
@@ -79,7 +80,7 @@ def fix_by_reduced_costs(
         levels[g] = allowed[lo : hi + 1]
     off, on = set(domains.blocks_off), set(domains.blocks_on)
     for b, n in idx.z.items():
-        side = fixed(m.z[n])
+        side = fixed(n)
         if side == 0:
             off |= descendants(problem, b)
         elif side == 1:

@@ -14,13 +14,27 @@ from mdp_trt.solve.problem import Problem
 from mdp_trt.solve.solution import Solution
 from mdp_trt.solve.solvers import SolverName, solve
 
+MAX_POINTS = 1000  # each point is a solve of its own; more is a typo, not a curve
+
+
+def check_points(points: int) -> None:
+    """Raise `InputError` unless 2 <= points <= MAX_POINTS."""
+    if not 2 <= points <= MAX_POINTS:
+        raise InputError(f"a sweep needs between 2 and {MAX_POINTS} points, got {points}")
+
 
 def sweep_budgets(problem: Problem, points: int) -> list[float]:
-    """`points` budgets evenly spaced from the smallest reachable latency to the dense latency."""
-    if points < 2:
-        raise InputError(f"a sweep needs at least 2 points, got {points}")
+    """`points` budgets evenly spaced from the smallest reachable latency to the dense latency.
+
+    Raises `InputError` when the smallest reachable latency is not positive (a negative `fixed_latency`
+    larger than any plan's tables): no budget, which is positive, would start the curve there.
+    """
+    check_points(points)
     dense = evaluate(problem, problem.dense_levels(), [b.id for b in problem.blocks]).latency
     low = min_latency(problem)
+    if not low > 0:
+        raise InputError(f"the smallest reachable latency is {low:.6g} {problem.units.split()[0]}, not a positive "
+                         "latency: fixed_latency outweighs the tables")
     return [float(b) for b in np.linspace(low, max(dense, low), points)]
 
 

@@ -8,6 +8,9 @@ out-group) on a grid of `levels` channel counts per group, with
 - importance = cumulative sum of per-channel scores sorted in decreasing order (as a Taylor score
   ranking gives), read at each level: increasing and concave.
 Latencies are in ms; the dense network comes out at roughly `dense_ms`.
+`noisy_pair` is the opposite of realistic: two wide groups whose latency tables carry +-30% noise per
+entry, so that neither dominance nor the greedy start helps and the model is as large as the grid.
+It exists to check that time limits hold when building the model is itself expensive.
 """
 
 from __future__ import annotations
@@ -122,3 +125,26 @@ def mobilenet_v2(levels: int = 16, seed: int = 0, dense_ms: float = 5.0) -> Prob
     b.layer(prev, last, None, 7 * 7)
     b.layer(last, None, None, 1)
     return b.build(dense_ms)
+
+
+def noisy_pair(levels: int = 300, seed: int = 0, dense_ms: float = 16.0) -> Problem:
+    """Two groups of `levels` levels joined by one layer (a levels x levels table), noise on every entry."""
+    rng = np.random.default_rng(seed)
+    widths = np.arange(1, levels + 1, dtype=float)
+
+    def noise(*shape: int) -> np.ndarray:
+        return rng.uniform(0.7, 1.3, shape)
+
+    def scores() -> np.ndarray:
+        return np.cumsum(np.sort(rng.lognormal(0.0, 1.0, levels))[::-1])
+
+    tables = [widths[None, :] * noise(1, levels), np.outer(widths, widths) / 10 * noise(levels, levels),
+              widths[:, None] * noise(levels, 1)]
+    scale = dense_ms / sum(float(t[-1, -1]) for t in tables)
+    groups = tuple(Group(f"g{n}", tuple(range(1, levels + 1)), 0, levels - 1) for n in range(2))
+    layers = (
+        Layer("in", None, "g0", None, tables[0] * scale, scores()),
+        Layer("mid", "g0", "g1", None, tables[1] * scale, scores()),
+        Layer("out", "g1", None, None, tables[2] * scale, np.array([])),
+    )
+    return Problem(groups, (), layers, None, 0.0, "ms")

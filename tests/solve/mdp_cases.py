@@ -17,7 +17,8 @@ INSTANCES = Path(__file__).resolve().parents[2].parent / "shared" / "bench" / "m
 @st.composite
 def problem_docs(draw: st.DrawFn, integral: bool | None = None) -> dict:
     """An mdp-problem/1 document: 2-4 groups of 2-4 levels, 0-2 blocks (maybe nested), 1-6 layers with
-    null groups, depthwise layers (in == out) and empty importance mixed in. Budget left unset."""
+    null groups, depthwise layers (in == out) and empty importance mixed in, and a fixed latency that
+    is often negative. Budget left unset."""
     if integral is None:
         integral = draw(st.booleans())
     value = st.integers(0, 20) if integral else st.integers(0, 80).map(lambda v: v / 4)
@@ -51,11 +52,15 @@ def problem_docs(draw: st.DrawFn, integral: bool | None = None) -> dict:
                 "importance": importance,
             }
         )
+    # fixed_latency is the affine law's constant and may be negative (a calibration offset); it is drawn
+    # so that every plan's total stays >= 1, the positive latency a budget bounds.
+    floor = sum(min(map(min, la["latency"])) for la in layers if la["block"] is None)
+    fixed = draw(value) + 1 - (floor if draw(st.booleans()) else 0)
     return {
         "format": "mdp-problem/1",
         "units": "ms",
         "budget": None,
-        "fixed_latency": draw(value),
+        "fixed_latency": fixed,
         "groups": groups,
         "blocks": blocks,
         "layers": layers,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mdp_trt.errors import InputError
 from mdp_trt.solve import Problem
@@ -103,7 +104,20 @@ BAD = [
     (lambda d: d.update(budget=-1), "budget"),
     (lambda d: d.update(fixed_latency=math.nan), "fixed_latency"),
     (lambda d: d.update(budget=True), "budget"),
+    (lambda d: d.update(budget=0), "budget"),
     (lambda d: d.pop("layers"), "layers"),
+    (lambda d: d.update(units="   "), "units"),
+    (lambda d: d.update(units=7), "units"),
+    (lambda d: d.update(fixed_latency=-math.inf), "fixed_latency"),
+    (lambda d: d.update(fixed_latency=-2e15), "fixed_latency"),
+    (lambda d: d.update(budget=10**400), "budget"),
+    (lambda d: d["layers"][0]["importance"].__setitem__(1, 1e308), "conv1"),
+    (lambda d: d["layers"][0]["latency"][0].__setitem__(0, 1e16), "conv1"),
+    (lambda d: d["groups"][0]["levels"].__setitem__(2, 10**30), "g0"),
+    (lambda d: d["blocks"][1].update(parent=["b1"]), "b2"),
+    (lambda d: d["layers"][1].update(in_group={"id": "g0"}), "conv2"),
+    (lambda d: d["layers"][1].update(block=["b2"]), "conv2"),
+    (lambda d: d["layers"][1].update(out_group=""), "conv2"),
 ]
 
 
@@ -122,3 +136,60 @@ def test_unreadable_files_raise_input_error(tmp_path: Path) -> None:
     bad.write_text("{not json")
     with pytest.raises(InputError, match="not valid JSON"):
         Problem.load(bad)
+
+
+def test_a_negative_fixed_latency_is_the_affine_laws_constant() -> None:
+    """`build` writes a calibration offset there, often negative; every solver takes it as it is."""
+    doc = _mutated(lambda d: d.update(fixed_latency=-0.5))
+    problem = Problem.from_json(doc)
+    assert problem.fixed_latency == -0.5 and Problem.from_json(problem.to_json()).fixed_latency == -0.5
+
+
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [
+        (b"\xff\xfe{}", "not UTF-8"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"format": "mdp-problem/1", "budget": ' + b"9" * 5000 + b"}", "digits"),
+        (b"", "not valid JSON"),
+        (b"{\"format\": \"mdp-problem/1\", \"budget\": NaN", "not valid JSON"),
+    ],
+)
+def test_undecodable_files_raise_one_line_input_errors(tmp_path: Path, content: bytes, named: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=named) as info:
+        Problem.load(path)
+    assert "\n" not in str(info.value)
+
+
+def _json_values() -> st.SearchStrategy:
+    leaves = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5)
+    return st.recursive(leaves, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3),
+                                                                                          inner, max_size=3),
+                        max_leaves=6)
+
+
+def _paths(doc, prefix=()):
+    """Every (container, key) position in the document."""
+    items = doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else []
+    for key, value in items:
+        yield (*prefix, key)
+        yield from _paths(value, (*prefix, key))
+
+
+PATHS = list(_paths(BASE))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.sampled_from(PATHS), _json_values())
+def test_any_value_anywhere_is_a_problem_or_one_input_error(path: tuple, value) -> None:
+    doc = copy.deepcopy(BASE)
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    try:
+        Problem.from_json(doc)
+    except InputError as exc:
+        assert "\n" not in str(exc)
