@@ -1,14 +1,22 @@
-"""`mdp-trt db`: inspect the latency database and move measurements between machines."""
+"""`mdp-trt db`: inspect the latency database and move measurements between machines.
+
+`show` and `export` open the database read-only (they work on a file this user may not write, and
+never create one); `import` and `merge` write it, all records or none. Every failure is one line
+naming the file at fault: the database, the export, or the other database.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from latency_db import DatabaseError
+from latency_db import FormatError
+from latency_db.jsonl import read_jsonl
 from mdp_trt.cli.app import app, console
 from mdp_trt.cli.options import DbOption
 from mdp_trt.errors import InputError
@@ -32,8 +40,8 @@ def show_command(
     db: DbOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Device fingerprints with their entry counts, and the size on disk."""
-    with open_db(db) as store:
+    """Device fingerprints with their entry counts, and the size on disk (the file is checked, never written)."""
+    with open_db(db, readonly=True) as store:
         stats = store.stats()
         summary = {
             "path": str(store.path),
@@ -90,8 +98,13 @@ def export_command(
     db: DbOption = None,
 ) -> None:
     """Write every fingerprint, probe, entry and calibration to a JSONL file."""
+    if file.is_dir():
+        raise InputError(f"{file} is a folder; give a file name to write")
     with open_db(db, readonly=True) as store:
-        count = store.export_jsonl(file)
+        try:
+            count = store.export_jsonl(file)
+        except OSError as exc:
+            raise InputError(f"cannot write {file}: {exc.strerror or exc}") from None
     console.print(f"exported {count} records to {file}", soft_wrap=True)
 
 
@@ -100,15 +113,26 @@ def import_command(
     file: Path = typer.Argument(..., help="JSONL file made by `mdp-trt db export`."),
     db: DbOption = None,
 ) -> None:
-    """Add the records of an export; for a key measured on both sides the newer measurement wins."""
+    """Add the records of an export, all or none; for a key measured on both sides the newer measurement wins."""
     if not file.is_file():
         raise InputError(f"{file}: no such file")
-    with open_db(db) as store:
-        try:
-            counts = store.import_jsonl(file)
-        except (DatabaseError, KeyError, TypeError) as exc:
-            raise InputError(f"{file}: cannot import ({exc})") from None
+    with _import_errors(file):
+        for _ in read_jsonl(file):  # a file that is not an export is refused before the database is touched
+            pass
+    with open_db(db) as store, _import_errors(file):
+        counts = store.import_jsonl(file)
     console.print(f"imported {_counts(counts)} from {file}", soft_wrap=True)
+
+
+@contextmanager
+def _import_errors(file: Path) -> Iterator[None]:
+    """A bad or unreadable export as one line (inside `open_db`, which would word it as a database error)."""
+    try:
+        yield
+    except FormatError as exc:
+        raise InputError(f"cannot import {exc}; nothing was imported") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {file}: {exc.strerror or exc}") from None
 
 
 @db_app.command("merge")
@@ -116,14 +140,16 @@ def merge_command(
     other: Path = typer.Argument(..., help="Another latency database (e.g. measured on a remote device)."),
     db: DbOption = None,
 ) -> None:
-    """Bring in everything from another database file (it is opened read-only)."""
+    """Bring in everything from another database file (it is opened read-only and checked first)."""
     if not other.is_file():
         raise InputError(f"{other}: no such file")
+    with open_db(other, readonly=True):
+        pass  # checked (SQLite, ours, undamaged) before the database is opened or created
     with open_db(db) as store:
         try:
             counts = store.merge(other)
-        except DatabaseError as exc:
-            raise InputError(str(exc)) from None
+        except FormatError as exc:
+            raise InputError(f"cannot merge {exc}; nothing was merged") from None
     console.print(f"merged {_counts(counts)} from {other}", soft_wrap=True)
 
 
