@@ -4,15 +4,20 @@ Stages: analyse, score, profile (only what the database lacks), calibrate, solve
 compile. The loop is closed on the device: the pruned model is measured, and when it misses the
 target the budget is tightened by the measured ratio and the problem solved again (a few rounds at
 most). The report says whether the target was met by measurement, never by prediction.
+
+Outcomes (the CLI's exit codes, README "Exit codes"): bad options, paths or models are `InputError`s
+raised before any profiling (2); a target below the smallest latency the tables predict is a
+`BudgetError` and nothing is written (3); a target the closed loop does not meet by measurement still
+writes OUT/ with the fastest plan measured, and `run_build` returns its Report with `met` False (the
+CLI then raises `TargetNotMet`, 3); a model of ours that fails its check is a `VerificationError` (4).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import shutil
+import math
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,23 +32,24 @@ from mdp_trt.closed_loop import ROUNDS, closed_loop
 from mdp_trt.compile import compile_model
 from mdp_trt.errors import BudgetError, InputError
 from mdp_trt.graph import Structure, analyze, load_model
-from mdp_trt.graph.batch import model_batch
 from mdp_trt.graph.input_shapes import with_input_shapes
 from mdp_trt.importance import channel_scores, load_scores
-from mdp_trt.io import save_model_atomic
+from mdp_trt.io import check_writable, save_model_atomic, write_json_atomic
 from mdp_trt.latency.backends import get_backend
-from mdp_trt.latency.bench import bench_model
+from mdp_trt.latency.bench import bench_model, check_batch
 from mdp_trt.latency.calibrate import calibrate, stored_calibration
 from mdp_trt.latency.grid import GridConfig, group_levels
 from mdp_trt.latency.predict import kept_widths, layer_channels, predict_latency, removed_layers
 from mdp_trt.latency.profile import model_opset, profile_tables
 from mdp_trt.latency.store import open_db, resolve_db_path
 from mdp_trt.latency.tables import LatencyTable
+from mdp_trt.outdir import check_output, staged_output
 from mdp_trt.prune import Plan
 from mdp_trt.prune.verify import verify_pruned
 from mdp_trt.report import ModelStats, Report
 from mdp_trt.solve.from_model import problem_from_model
 from mdp_trt.solve.min_latency import min_latency
+from mdp_trt.solve.solvers import SOLVERS
 from mdp_trt.solve.sweep import sweep
 from mdp_trt.stats import flop_count, parameter_count
 
@@ -71,26 +77,43 @@ class BuildConfig:
     input_shapes: Mapping[str | None, tuple[int, ...]] = field(default_factory=dict)
 
     def check(self) -> None:
-        """Reject bad options before any work is done."""
+        """Reject bad options before any work is done (exit code 2), so that no profiling is wasted on a
+        build that would fail at its end, and no non-finite target reaches report.json or problem.json."""
         if sum(t is not None for t in (self.fps, self.latency_ms, self.speedup)) != 1:
             raise InputError("give exactly one target: --fps F, --latency-ms L or --speedup S")
         if self.batch < 1:
             raise InputError(f"--batch must be at least 1, got {self.batch}")
+        for option, value in (("--fps", self.fps), ("--latency-ms", self.latency_ms), ("--speedup", self.speedup)):
+            if value is not None and not math.isfinite(value):
+                raise InputError(f"{option} must be a finite number, got {value}")
         if self.speedup is not None and not self.speedup >= 1:
             raise InputError(f"--speedup must be at least 1, got {self.speedup}")
-        self.target_ms(1.0)
+        if self.fps is not None and not self.fps > 0:
+            raise InputError(f"--fps must be positive, got {self.fps}")
+        if self.latency_ms is not None and not self.latency_ms > 0:
+            raise InputError(f"--latency-ms must be positive, got {self.latency_ms}")
+        if self.rounds < 1:
+            raise InputError(f"--rounds must be at least 1 (one solve-prune-measure round), got {self.rounds}")
+        if self.solver not in SOLVERS:
+            raise InputError(f"unknown solver {self.solver!r}: choose one of {', '.join(SOLVERS)}")
+        self.target_ms(1.0)  # `--speedup` is checked again at the measured dense latency
 
     def target_ms(self, dense_ms: float) -> float:
-        """The latency target for one batch; `--speedup` is relative to the measured dense latency."""
+        """The latency target for one batch; `--speedup` is relative to the measured dense latency.
+
+        A target whose latency or FPS is not a finite positive number (`--latency-ms 1e-320`,
+        `--fps 1e-320`) is refused: the report states both.
+        """
         if self.speedup is not None:
-            return dense_ms / self.speedup
-        if self.fps is not None:
-            if not self.fps > 0:
-                raise InputError(f"--fps must be positive, got {self.fps}")
-            return 1000.0 * self.batch / self.fps
-        if not self.latency_ms > 0:
-            raise InputError(f"--latency-ms must be positive, got {self.latency_ms}")
-        return float(self.latency_ms)
+            target = dense_ms / self.speedup
+        elif self.fps is not None:
+            target = 1000.0 * self.batch / self.fps
+        else:
+            target = float(self.latency_ms)
+        if not (0 < target < math.inf and math.isfinite(1000.0 * self.batch / target)):
+            raise InputError(f"the target works out to {target:g} ms per batch, which cannot be stated in ms "
+                             "and FPS as finite numbers")
+        return target
 
 
 # Every name build writes into OUT/ (a model there under one of them would be overwritten).
@@ -101,9 +124,10 @@ OUTPUT_NAMES = frozenset({
 
 
 def check_output_folder(model_path: Path, out_dir: Path) -> None:
-    """Refuse an OUT/ that is a file, or where build would overwrite the input model, before any work."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"-o {out_dir} is a file; build writes a folder (OUT/model.pruned.onnx, ...)")
+    """Refuse an OUT/ that is a file, below a file or unwritable, or where build would overwrite the
+    input model, before any work."""
+    check_writable(out_dir, "-o", folder=True)
+    check_output(out_dir)
     source = model_path.resolve()
     if source.parent == out_dir.resolve() and source.name in OUTPUT_NAMES:
         raise InputError(f"the model {model_path} is inside -o {out_dir} under a name build writes ({source.name}), "
@@ -129,32 +153,21 @@ class Stages:
         self.console.print(f"[green]✓[/] {name:<10} {took:7.2f} s{extra}", highlight=False)
 
 
-@contextlib.contextmanager
-def staged_output(out_dir: Path) -> Iterator[Path]:
-    """A staging folder inside OUT/; on success its files move into OUT/, on failure it is deleted."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
-    try:
-        yield staging
-        for path in sorted(staging.iterdir()):
-            path.replace(out_dir / path.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 def run_build(model_path: Path, out_dir: Path, config: BuildConfig, console: Console) -> Report:
     """The whole job; see the module docstring. The pruned model is written at the input sizes it was
-    profiled, measured and verified at (`--input-shape`), with the batch axis left as the model has it."""
+    profiled, measured and verified at (`--input-shape`), with the batch axis left as the model has it.
+
+    Returns the Report also when the measured latency misses the target: OUT/ then holds the fastest plan
+    measured, and `report.met` is False (report.json's `measured.met` and `outcome`). A caller that needs
+    the target met checks `report.met`; the CLI turns it into exit code 3.
+    """
     config.check()
     check_output_folder(Path(model_path), Path(out_dir))
     grid = GridConfig(levels=config.grid, align=config.align)
     stages = Stages(console)
     with stages.stage("analyse") as note:
         model = load_model(model_path)
-        fixed = model_batch(model)
-        if fixed is not None and fixed != config.batch:
-            raise InputError(f"the model's batch is fixed to {fixed}; use --batch {fixed} or export it with a "
-                             "symbolic batch dimension")
+        check_batch(model, config.batch)
         model = with_input_shapes(model, config.input_shapes, config.batch)
         structure = analyze(model)
         levels = group_levels(structure, grid)
@@ -217,10 +230,10 @@ def run_build(model_path: Path, out_dir: Path, config: BuildConfig, console: Con
             note["detail"] = verified.summary()
 
     met = pruned_ms <= target_ms
-    with staged_output(out_dir) as staging:
+    with staged_output(out_dir, OUTPUT_NAMES) as staging:
         save_model_atomic(pruned, staging / "model.pruned.onnx")
         plan.save(staging / "plan.json")
-        problem.save(staging / "problem.json")
+        write_json_atomic(staging / "problem.json", problem.to_json(), indent=None)
         with stages.stage("compile") as note:
             artifact = compile_model(pruned, backend, staging, batch=config.batch, precision=config.precision)
             note["detail"] = artifact.engine.name

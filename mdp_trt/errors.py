@@ -23,6 +23,16 @@ class BudgetError(MdpError):
         self.min_latency_ms = min_latency_ms
 
 
+class TargetNotMet(MdpError):
+    """The build finished but its measured latency misses the target (exit code 3).
+
+    Raised by the CLI after OUT/ is written, so the best plan found can still be inspected; `run_build`
+    itself returns the Report, whose `met` is False, for Python callers.
+    """
+
+    exit_code = 3
+
+
 class BackendUnavailable(MdpError):
     """A requested backend (TensorRT, a GPU, a solver) is not installed here; says what is missing."""
 

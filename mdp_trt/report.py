@@ -2,12 +2,13 @@
 
 `report.json` is a contract (DESIGN.md): target, backend, dense, predicted, measured, importance_kept,
 groups, blocks_removed, solver, profiling, plus stage timings and per-layer latency. Every latency
-printed as measured was measured; predictions are labelled as such.
+printed as measured was measured; predictions are labelled as such. `outcome` says whether the
+measurement met the target, the exit code the CLI gives for it (0 met, 3 not met) and why, in one line.
+Every number in it is finite: it is written as strict JSON.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from mdp_trt.io import write_text_atomic
+from mdp_trt.io import write_json_atomic
 
 REPORT_FORMAT = "mdp-report/1"
 
@@ -56,6 +57,7 @@ class Report:
             "dense": asdict(self.dense),
             "predicted": {"latency_ms": self.predicted_latency_ms},
             "measured": {"latency_ms": self.pruned.latency_ms, "fps": self.pruned.fps, "met": self.met},
+            "outcome": {"met": self.met, "exit_code": 0 if self.met else 3, "message": self.verdict},
             "pruned": asdict(self.pruned),
             "importance_kept": self.importance_kept,
             "groups": self.groups,
@@ -68,8 +70,18 @@ class Report:
             "verification": self.verification,
         }
 
+    @property
+    def verdict(self) -> str:
+        """Whether the measurement met the target, in one line: the console's last line and `outcome.message`."""
+        goal = f"{self.target['fps']:.1f} FPS ({self.target['latency_ms']:.3f} ms)"
+        measured = f"{self.pruned.fps:.1f} FPS ({self.pruned.latency_ms:.3f} ms) measured"
+        if self.met:
+            return f"target met: {measured} >= {goal}"
+        return (f"target NOT met: {measured} < {goal}; this is the fastest plan measured in "
+                f"{len(self.rounds)} round(s)")
+
     def save(self, path: Path) -> None:
-        write_text_atomic(path, json.dumps(self.to_json(), indent=1) + "\n")
+        write_json_atomic(path, self.to_json())
 
     def print_summary(self, console: Console) -> None:
         table = Table(title="mdp-trt build", title_justify="left")
@@ -84,10 +96,6 @@ class Report:
         table.add_row("importance kept", "100%", f"{100 * self.importance_kept:.1f}%")
         table.add_row("blocks removed", "", str(len(self.blocks_removed)))
         console.print(table)
-        goal = f"{self.target['fps']:.1f} FPS ({self.target['latency_ms']:.3f} ms)"
-        if self.met:
-            console.print(f"[green]target met[/]: {self.pruned.fps:.1f} FPS measured >= {goal}")
-        else:
-            console.print(f"[red]target NOT met[/]: {self.pruned.fps:.1f} FPS measured < {goal}")
+        console.print(self.verdict, style="green" if self.met else "red", highlight=False, soft_wrap=True)
         if self.backend.get("estimate"):
             console.print("[yellow]latencies come from the analytic backend: estimates, not measurements[/]")

@@ -19,6 +19,7 @@ from mdp_trt.cli.options import (
 from mdp_trt.graph import load_model
 from mdp_trt.graph.input_shapes import parse_input_shapes, with_input_shapes
 from mdp_trt.latency import bench_model, get_backend, resolve_db_path
+from mdp_trt.latency.bench import check_batch
 
 
 @app.command("bench")
@@ -32,13 +33,18 @@ def bench_command(
     as_json: bool = typer.Option(False, "--json", help="Print latency_ms, fps, p10_ms, p90_ms, runs, backend."),
     input_shape: InputShapeOption = None,
 ) -> None:
-    """Median latency and FPS (batch / latency) after warm-up, sampled until the median is known to ±1%."""
+    """Median latency and FPS (batch / latency) after warm-up, sampled until the median is known to ±1%.
+
+    A model whose batch is fixed runs only at that batch: another --batch is refused (exit 2).
+    """
     shapes = parse_input_shapes(input_shape or [])
-    onnx_model = with_input_shapes(load_model(model), shapes, batch)
+    loaded = load_model(model)
+    check_batch(loaded, batch)
+    onnx_model = with_input_shapes(loaded, shapes, batch)
     timer = get_backend(backend, threads=threads, db_path=resolve_db_path(db))
     result = bench_model(onnx_model, timer, batch=batch, precision=precision)
     if as_json:
-        typer.echo(json.dumps(result.to_json()))
+        typer.echo(json.dumps(result.to_json(), allow_nan=False))
         return
     m = result.measurement
     label = " [yellow](analytic estimate, nothing ran)[/]" if m.estimate else ""

@@ -18,6 +18,7 @@ from mdp_trt.cli.options import (
     PrecisionOption,
     ThreadsOption,
 )
+from mdp_trt.errors import TargetNotMet
 from mdp_trt.graph.input_shapes import parse_input_shapes
 
 
@@ -41,22 +42,29 @@ def build_command(
     align: AlignOption = 8,
     no_blocks: bool = typer.Option(False, "--no-blocks", help="Never remove residual blocks."),
     threads: ThreadsOption = None,
-    rounds: int = typer.Option(5, "--rounds", help="Closed-loop rounds: re-solve with a corrected budget while the "
-                               "measurement misses the target or beats it by more than 5%."),
+    rounds: int = typer.Option(5, "--rounds", min=1, help="Closed-loop rounds (at least 1): re-solve with a "
+                               "corrected budget while the measurement misses the target or beats it by more "
+                               "than 5%."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip the plots (and the Pareto sweep)."),
     input_shape: InputShapeOption = None,
 ) -> None:
     """Prune MODEL to meet a throughput target on this device and compile it.
 
     Writes OUT/model.pruned.onnx, plan.json, problem.json, report.json, the engine (model.engine for
-    TensorRT, model.ort.onnx for ONNX Runtime) and plots, all at once and only when the build succeeds.
+    TensorRT, model.ort.onnx for ONNX Runtime) and plots, all at once and only when the build finishes.
     The pruned model is loaded and run in ONNX Runtime (and compared with the masked model where cheap)
-    before anything is written. Exit codes: 2 bad input, 3 the target cannot be met, 4 a pruned model
-    failed that check (a bug of ours: please report the model).
+    before anything is written. Exit codes: 0 the target is met by measurement; 2 bad input (checked
+    before profiling where it can be); 3 the target is unreachable (nothing written) or not met by
+    measurement (OUT is written with the fastest plan measured, and report.json says measured.met false);
+    4 a pruned model failed that check (a bug of ours: please report the model).
     """
     config = BuildConfig(fps=fps, latency_ms=latency_ms, speedup=speedup, batch=batch, backend=backend,
                          precision=precision, db=db,
                          solver=solver, importance=importance, grid=grid, align=align, blocks=not no_blocks,
                          threads=threads, rounds=rounds, make_plots=not no_plots,
                          input_shapes=parse_input_shapes(input_shape or []))
-    run_build(model, output, config, console_err)
+    report = run_build(model, output, config, console_err)
+    if not report.met:
+        raise TargetNotMet(f"the target was not met by measurement ({report.pruned.latency_ms:.3f} ms > "
+                           f"{report.target['latency_ms']:.3f} ms); {output} holds the fastest plan measured "
+                           "(report.json: measured.met false)")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from latency_db import Entry, EntryKey, fingerprint_hash
 from mdp_trt.cli.app import app, console, console_err
 from mdp_trt.cli.options import (
     AlignOption,
@@ -21,10 +22,21 @@ from mdp_trt.cli.options import (
 from mdp_trt.errors import InputError
 from mdp_trt.graph import analyze, load_model
 from mdp_trt.graph.input_shapes import parse_input_shapes, with_input_shapes
-from mdp_trt.latency import PROBE_PROTOCOL, GridConfig, get_backend, model_opset, open_db, plan_probes
+from mdp_trt.latency import (
+    PROBE_PROTOCOL,
+    GridConfig,
+    MeasureProtocol,
+    get_backend,
+    model_opset,
+    open_db,
+    plan_probes,
+    resolve_db_path,
+)
 from mdp_trt.latency import profile_tables as run_profile
+from mdp_trt.latency.backends import Backend
+from mdp_trt.latency.bench import check_batch
 from mdp_trt.latency.bundle import export_bundle, run_bundle
-from mdp_trt.latency.profile import estimate_seconds
+from mdp_trt.latency.profile import ProbeTask, estimate_seconds
 
 
 @app.command("profile")
@@ -71,7 +83,9 @@ def profile_command(
         return
     if model is None:
         raise InputError("give a MODEL to profile (or --run-bundle DIR)")
-    onnx_model = with_input_shapes(load_model(model), shapes, batch)
+    onnx_model = load_model(model)
+    check_batch(onnx_model, batch)
+    onnx_model = with_input_shapes(onnx_model, shapes, batch)
     structure = analyze(onnx_model)
     grid_config = GridConfig(levels=grid, align=align)
     plan = plan_probes(structure, grid_config, model_opset(onnx_model))
@@ -84,18 +98,10 @@ def profile_command(
         console.print(f"{summary}; wrote {count} probes and manifest.json to {export_probes}", soft_wrap=True)
         return
     timer = get_backend(backend, threads=threads, db_path=db)
+    if dry_run:
+        _dry_run(summary, plan.tasks, timer, db, protocol, batch=batch, precision=precision)
+        return
     with open_db(db) as store:
-        if dry_run:
-            fp_hash = store.register_fingerprint(timer.fingerprint(batch, precision))
-            present = store.get_entries(fp_hash, plan.tasks)
-            missing = [t for k, t in plan.tasks.items() if k not in present]
-            seconds = estimate_seconds(missing, protocol, batch=batch, precision=precision)
-            console.print(
-                f"{summary}; {len(present)} already in the database, {len(missing)} to measure on "
-                f"{timer.name}: about {seconds / 60:.1f} min (estimate)",
-                soft_wrap=True,
-            )
-            return
         result = run_profile(
             structure,
             timer,
@@ -114,3 +120,28 @@ def profile_command(
             f"{result.seconds:.1f} s on {timer.name} -> {store.path}{label}",
             soft_wrap=True,
         )
+
+
+def _dry_run(
+    summary: str,
+    tasks: dict[EntryKey, ProbeTask],
+    timer: Backend,
+    db: Path | None,
+    protocol: MeasureProtocol,
+    *,
+    batch: int,
+    precision: str,
+) -> None:
+    """Count what the database lacks, reading it only: a read-only file serves, and a missing one is not
+    created (everything is then to measure)."""
+    present: dict[EntryKey, Entry] = {}
+    if resolve_db_path(db).exists():
+        with open_db(db, readonly=True) as store:
+            present = store.get_entries(fingerprint_hash(timer.fingerprint(batch, precision)), tasks)
+    missing = [t for k, t in tasks.items() if k not in present]
+    seconds = estimate_seconds(missing, protocol, batch=batch, precision=precision)
+    console.print(
+        f"{summary}; {len(present)} already in the database, {len(missing)} to measure on "
+        f"{timer.name}: about {seconds / 60:.1f} min (estimate)",
+        soft_wrap=True,
+    )

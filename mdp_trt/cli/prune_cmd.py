@@ -12,7 +12,7 @@ from mdp_trt.cli.options import InputShapeOption
 from mdp_trt.errors import InputError
 from mdp_trt.graph import analyze, load_model
 from mdp_trt.graph.input_shapes import parse_input_shapes, static_input_shapes
-from mdp_trt.io import save_models_atomic
+from mdp_trt.io import check_writable, save_models_atomic
 from mdp_trt.prune import Plan, mask_model, prune_model
 from mdp_trt.prune.ratio import ratio_plan
 from mdp_trt.prune.verify import check_runs, verify_pruned
@@ -35,8 +35,9 @@ def prune_command(
     Before anything is written, the pruned model (and the masked one with --emit-masked) is loaded and
     run in ONNX Runtime, and the pruned model is compared with the masked one where that is cheap.
     Symbolic input sizes are kept; --input-shape gives the sizes to run the check at. Exit codes: 2 bad
-    input (an invalid plan, -o equal to the input), 4 the pruned or masked model failed the check (a bug
-    of ours: please report the model); either way nothing is written.
+    input (an invalid plan; -o or --emit-masked equal to the input or each other, a folder, or not
+    writable: refused before any work), 4 the pruned or masked model failed the check (a bug of ours:
+    please report the model); either way nothing is written.
     """
     if (plan_path is None) == (ratio is None):
         raise InputError("give exactly one of --plan PLAN.json or --ratio R")
@@ -61,7 +62,11 @@ def prune_command(
 
 
 def _refuse_overwrite(model: Path, output: Path, emit_masked: Path | None) -> None:
-    """The outputs must be files other than the input and each other: refused before any work."""
+    """The outputs must be writable files other than the input and each other: refused before any work,
+    so that neither is written when the other could not be."""
+    check_writable(output, "-o")
+    if emit_masked is not None:
+        check_writable(emit_masked, "--emit-masked")
     if _same_file(output, model):
         raise InputError(f"-o {output} is the input model; write the pruned model to another file")
     if emit_masked is not None and _same_file(emit_masked, model):

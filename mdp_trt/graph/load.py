@@ -25,8 +25,13 @@ def max_opset() -> int:
 def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
     """Read an ONNX model (plain or with external data) and check it is something we can analyse.
 
-    External data must live inside the model's folder: a location that escapes it (absolute or `..`)
-    is refused before any file is opened, so a model file cannot make us read arbitrary paths.
+    External data must live inside the model's folder: a location that escapes it (absolute, or `..`
+    or a symlink leading out) is refused before any file is opened, so a model file cannot make us read
+    arbitrary paths; one that only passes through `..` and lands inside is read.
+
+    Initializers that are also listed as graph inputs (older exporters' `keep_initializers_as_inputs`)
+    are read as the constants they are and no longer offered as inputs (IR version 4 and later, where
+    listing them is optional): pruning changes their shapes, so no caller could feed the old ones.
     """
     path = Path(path)
     if not path.exists():
@@ -43,7 +48,15 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
         raise InputError(f"{path}: not an ONNX model (no graph found)")
     _load_external_data(model, path.parent.resolve(), path)
     check_supported(model, str(path))
+    if model.ir_version >= 4:
+        _drop_initializer_inputs(model.graph)
     return model
+
+
+def _drop_initializer_inputs(graph: onnx.GraphProto) -> None:
+    initializers = {t.name for t in graph.initializer}
+    for value in [v for v in graph.input if v.name in initializers]:
+        graph.input.remove(value)
 
 
 def _load_external_data(model: onnx.ModelProto, base: Path, path: Path) -> None:
@@ -61,6 +74,7 @@ def _load_external_data(model: onnx.ModelProto, base: Path, path: Path) -> None:
             raise InputError(
                 f"{path}: missing external data file '{info.location}' for tensor '{tensor.name}'"
             )
+        _set_location(tensor, target.relative_to(base).as_posix())  # onnx refuses any `..`, even one that stays
         size = target.stat().st_size
         end = (info.offset or 0) + (info.length or 0)
         if info.length is not None and end > size:
@@ -68,8 +82,14 @@ def _load_external_data(model: onnx.ModelProto, base: Path, path: Path) -> None:
     if tensors:
         try:
             external_data_helper.load_external_data_for_model(model, str(base))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, onnx.checker.ValidationError) as exc:
             raise InputError(f"{path}: cannot load external data ({_short(exc)})") from None
+
+
+def _set_location(tensor: onnx.TensorProto, location: str) -> None:
+    for entry in tensor.external_data:
+        if entry.key == "location":
+            entry.value = location
 
 
 def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
@@ -103,8 +123,17 @@ def check_supported(model: onnx.ModelProto, label: str = "model") -> None:
             f"{label}: unsupported opset {opset} (supported: {MIN_OPSET} to {max_opset()})"
         )
     check_ops(model, label)
-    if not any(n.op_type in WEIGHTED_OP_TYPES and n.domain in ("", "ai.onnx") for n in model.graph.node):
+    weighted = [n for n in model.graph.node if n.op_type in WEIGHTED_OP_TYPES and n.domain in ("", "ai.onnx")]
+    if not weighted:
         raise InputError(f"{label}: no weighted op (Conv, ConvTranspose, Gemm, MatMul) to prune")
+    initializers = {t.name for t in model.graph.initializer}
+    inputs = {v.name for v in model.graph.input} - initializers
+    if all(len(n.input) > 1 and n.input[1] in inputs for n in weighted):
+        first = weighted[0]
+        raise InputError(
+            f"{label}: the weights of every weighted op are graph inputs, not initializers (e.g. '{first.input[1]}' "
+            f"of {first.op_type} '{first.name}'): the analysis sees no constant weight, so there is nothing to "
+            "prune; export the model with its weights stored in it as initializers")
 
 
 def default_opset(model: onnx.ModelProto) -> int | None:

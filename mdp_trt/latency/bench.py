@@ -7,6 +7,8 @@ from typing import Any
 
 import onnx
 
+from mdp_trt.errors import InputError
+from mdp_trt.graph.batch import model_batch
 from mdp_trt.latency.backends.base import Backend
 from mdp_trt.latency.measurement import Measurement
 from mdp_trt.latency.protocol import BENCH_PROTOCOL, MeasureProtocol
@@ -34,6 +36,15 @@ class BenchResult:
             "backend": self.backend,
             "estimate": m.estimate,
         }
+
+
+def check_batch(model: onnx.ModelProto, batch: int) -> None:
+    """Refuse a batch the model cannot run at: a model whose batch is fixed runs at that batch whatever
+    is asked, so its latency divided by another batch would be a false FPS."""
+    fixed = model_batch(model)
+    if fixed is not None and fixed != batch:
+        raise InputError(f"the model's batch is fixed to {fixed}; use --batch {fixed} or export it with a "
+                         "symbolic batch dimension")
 
 
 def bench_model(

@@ -103,12 +103,15 @@ def fit(points: list[dict[str, Any]], freeze_inputs: bool = False) -> Calibratio
     the smallest plan to the dense model then crosses zero below them. That is an interpolation over
     the range the solver picks from, so it is kept as long as it predicts a positive latency at every
     calibrated point and has a positive slope; otherwise (or with fewer than two distinct sums) the
-    fit is the best line through the origin.
+    fit is the best line through the origin. A model with no layer in its tables (every sum zero) is
+    all offset: scale 1 and the mean measurement, never the 0 / 0 a line through the origin would be.
     """
     if not points:
         raise ValueError("calibration needs at least one measured point")
     x = np.array([p["layer_sum_ms"] for p in points], dtype=np.float64)
     y = np.array([p["measured_ms"] for p in points], dtype=np.float64)
+    if not np.dot(x, x) > 0:
+        return Calibration(1.0, float(np.mean(y)), tuple(points), freeze_inputs)
     scale, offset = float(np.dot(x, y) / np.dot(x, x)), 0.0
     if len(points) >= 2 and np.ptp(x) > 1e-9 * max(1.0, float(x.max())):
         (free_scale, free_offset), *_ = np.linalg.lstsq(np.stack([x, np.ones_like(x)], axis=1), y, rcond=None)

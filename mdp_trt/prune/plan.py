@@ -17,7 +17,7 @@ import numpy as np
 
 from mdp_trt.errors import InputError
 from mdp_trt.graph.structure import Structure
-from mdp_trt.io import write_text_atomic
+from mdp_trt.io import write_json_atomic
 
 PLAN_FORMAT = "mdp-plan/1"
 
@@ -69,7 +69,7 @@ class Plan:
         return cls.from_json(data, str(path))
 
     def save(self, path: str | Path) -> None:
-        write_text_atomic(Path(path), json.dumps(self.to_json(), indent=1) + "\n")
+        write_json_atomic(Path(path), self.to_json())
 
     # --- checks ----------------------------------------------------------------------------------
     def validate(self, structure: Structure) -> None:
@@ -100,6 +100,11 @@ class Plan:
         for bid in self.remove_blocks:
             if bid not in known_blocks:
                 raise InputError(f"plan: unknown block '{bid}'")
+        # Refused rather than deduplicated, as a channel listed twice is: a plan that names a block twice
+        # was not written by these tools, and counting it once would hide the mistake from its author.
+        twice = sorted({b for b in self.remove_blocks if self.remove_blocks.count(b) > 1})
+        if twice:
+            raise InputError(f"plan: block '{twice[0]}' is listed twice in remove_blocks")
 
     def kept(self, group_id: str, size: int) -> tuple[int, ...]:
         return tuple(sorted(self.groups[group_id])) if group_id in self.groups else tuple(range(size))

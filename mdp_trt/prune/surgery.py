@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import onnx
 
-from mdp_trt.errors import MdpError
+from mdp_trt.errors import VerificationError
 from mdp_trt.graph.analyze import prepare
 from mdp_trt.graph.structure import Structure
 from mdp_trt.graph.view import GraphView, has_symbolic_sizes, skeleton
@@ -20,10 +20,9 @@ from mdp_trt.prune.positions import kept_positions
 from mdp_trt.prune.surgeon import Surgeon
 
 
-class SurgeryError(MdpError):
-    """The pruned graph failed validation: a bug in mdp-trt, reported instead of writing a bad file."""
-
-    exit_code = 1
+class SurgeryError(VerificationError):
+    """The pruned graph failed validation: a bug in mdp-trt, reported instead of writing a bad file
+    (exit code 4, as every model refused before it is written)."""
 
 
 def prune_model(model: onnx.ModelProto, structure: Structure, plan: Plan,

@@ -12,6 +12,7 @@ model (scores, tables and calibration are computed once; each target gets the ca
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,8 +118,9 @@ def _check_target(fps: float | None, latency_ms: float | None, speedup: float | 
     if batch < 1:
         raise InputError(f"batch must be at least 1, got {batch}")
     (name, value), = given.items()
-    if not value > 0 or (name == "speedup" and value < 1):
-        raise InputError(f"{name} must be {'at least 1' if name == 'speedup' else 'positive'}, got {value}")
+    if not math.isfinite(value) or not value > 0 or (name == "speedup" and value < 1):
+        raise InputError(f"{name} must be a finite number {'of at least 1' if name == 'speedup' else 'above 0'}, "
+                         f"got {value}")
 
 
 def plan_for(ready: PruningSetup, target_ms: float, solver: str = "milp", *, rounds: int = ROUNDS,

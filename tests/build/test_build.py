@@ -29,6 +29,15 @@ def args(workdir, out, *extra):
             "--threads", "1", *extra]
 
 
+def exit_code_matches_report(code: int, out) -> None:
+    """A build that needs pruning is measured on this shared CPU, so a burst of load can make it miss its
+    target: then it still writes OUT/ and exits 3 (README "Exit codes"). Either way the code says what the
+    report says."""
+    report = json.loads((out / "report.json").read_text())
+    assert code == (0 if report["measured"]["met"] else 3)
+    assert report["outcome"]["exit_code"] == code
+
+
 @pytest.fixture(scope="module")
 def pruned_build(workdir):
     """One build at a target that needs pruning: 70% of the dense latency predicted by a first build."""
@@ -42,7 +51,7 @@ def pruned_build(workdir):
 
 def test_outputs_and_report_schema(pruned_build):
     code, out, _ = pruned_build
-    assert code == 0
+    exit_code_matches_report(code, out)
     names = {p.name for p in out.iterdir()}
     assert {"model.pruned.onnx", "plan.json", "report.json", "problem.json", "model.ort.onnx",
             "model.ort.json"} <= names
@@ -90,7 +99,7 @@ def test_failure_leaves_no_output(workdir, pruned_build, monkeypatch):
     out = workdir / "failed"
     with pytest.raises(RuntimeError, match="injected"):
         main(args(workdir, out, "--fps", "0.001", "--no-plots"))
-    assert not any(out.iterdir())
+    assert not out.exists() or not any(out.iterdir()), "an OUT/ that did not exist is not left behind"
 
 
 @pytest.mark.parametrize("extra", [["--fps", "100", "--latency-ms", "1"], [], ["--fps", "-3"],
@@ -132,8 +141,8 @@ def test_block_scores_in_an_importance_file_price_removing_the_block(workdir, tm
     (block,) = structure.blocks
     np.savez(tmp_path / "scores.npz", **scores, **{block.id: np.array([1e6])})
     out = tmp_path / "out"
-    assert main(args(workdir, out, "--speedup", "1.1", "--align", "2", "--no-plots",
-                     "--importance", str(tmp_path / "scores.npz"))) == 0
+    exit_code_matches_report(main(args(workdir, out, "--speedup", "1.1", "--align", "2", "--no-plots",
+                                       "--importance", str(tmp_path / "scores.npz"))), out)
     problem = json.loads((out / "problem.json").read_text())
     (term,) = [layer for layer in problem["layers"] if layer["id"] == f"importance:{block.id}"]
     assert term["block"] == block.id and term["importance"][0] > 0.5, "the block outweighs all its groups"
@@ -153,7 +162,7 @@ def test_a_model_with_symbolic_height_and_width_builds_at_the_input_shape_given(
                   "--threads", "1", "--speedup", "1.1", "--no-plots"]
     assert main(build_args) == 2
     assert "give --input-shape input:1x3xHxW" in capsys.readouterr().err and not out.exists()
-    assert main([*build_args, "--input-shape", "input:1x3x64x64"]) == 0
+    exit_code_matches_report(main([*build_args, "--input-shape", "input:1x3x64x64"]), out)
     pruned = onnx.load(str(out / "model.pruned.onnx"))
     assert [d.dim_param or d.dim_value for d in pruned.graph.input[0].type.tensor_type.shape.dim] == ["N", 3, 64, 64]
     report = json.loads((out / "report.json").read_text())
