@@ -34,8 +34,10 @@ from mdp_trt.errors import BudgetError, InputError
 from mdp_trt.graph import Structure, analyze, load_model
 from mdp_trt.graph.input_shapes import with_input_shapes
 from mdp_trt.importance import channel_scores, load_scores
+from mdp_trt.importance.from_file import read_scores
 from mdp_trt.io import check_writable, save_model_atomic, write_json_atomic
 from mdp_trt.latency.backends import get_backend
+from mdp_trt.latency.backends.base import check_precision
 from mdp_trt.latency.bench import bench_model, check_batch
 from mdp_trt.latency.calibrate import calibrate, stored_calibration
 from mdp_trt.latency.grid import GridConfig, group_levels
@@ -96,6 +98,9 @@ class BuildConfig:
             raise InputError(f"--rounds must be at least 1 (one solve-prune-measure round), got {self.rounds}")
         if self.solver not in SOLVERS:
             raise InputError(f"unknown solver {self.solver!r}: choose one of {', '.join(SOLVERS)}")
+        check_precision(self.precision)
+        if self.importance != "magnitude":
+            read_scores(Path(self.importance))  # a missing or unreadable file, before the analysis
         self.target_ms(1.0)  # `--speedup` is checked again at the measured dense latency
 
     def target_ms(self, dense_ms: float) -> float:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
+from google.protobuf import json_format, text_format
 from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
@@ -40,7 +41,8 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
         raise InputError(f"{path}: not a file")
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except (DecodeError, RuntimeWarning, ValueError, TypeError) as exc:
+    except (DecodeError, json_format.ParseError, text_format.ParseError, RuntimeWarning, ValueError,
+            TypeError) as exc:  # onnx reads *.json and *.txt models as protobuf JSON and text
         raise InputError(f"{path}: not an ONNX model or truncated ({_short(exc)})") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({_short(exc)})") from None

@@ -72,6 +72,10 @@ def _batch_dim(batch: int | str | None) -> int | str:
     raise InputError(f"batch must be a positive integer or 'N' (symbolic), got {batch!r}")
 
 
+MAX_INPUT_SIZE = 4096  # pixels per side
+MAX_WIDTH = 16.0  # channel multiplier: resnet50 at 16x holds ~6 G parameters
+
+
 def build(
     name: str,
     *,
@@ -90,6 +94,9 @@ def build(
     counts (rounded to multiples of 8). Raises InputError for an unknown name or unusable sizes.
     """
     spec = _spec(name)
+    if input_size > MAX_INPUT_SIZE:
+        raise InputError(f"input size {input_size} is over {MAX_INPUT_SIZE}: the weights of models that flatten "
+                         "their feature map grow with it")
     if input_size < spec.min_size or input_size % spec.size_multiple:
         raise InputError(
             f"{name} needs an input size >= {spec.min_size} and a multiple of {spec.size_multiple}, got {input_size}"
@@ -97,8 +104,10 @@ def build(
     classes = spec.num_classes if num_classes is None else num_classes
     if classes < 1:
         raise InputError(f"num_classes must be >= 1, got {classes}")
-    if width <= 0:
-        raise InputError(f"width must be > 0, got {width}")
+    if not 0 < width <= MAX_WIDTH:  # also refuses nan
+        raise InputError(f"width must be a number above 0 and at most {MAX_WIDTH}, got {width}")
+    if seed < 0:
+        raise InputError(f"seed must be 0 or more, got {seed}")
     b = GraphBuilder(name, seed=seed, fold_bn=fold_bn)
     x = b.input("input", 3, input_size, _batch_dim(batch))
     y = spec.fn(b, x, num_classes=classes, width=width, input_size=input_size)

@@ -5,9 +5,6 @@ values that are negative, zero, infinite, NaN, out of range or not numbers at al
 called through `mdp_trt.cli.main` in this process (as tests/latency/test_latency_cli.py does), on a
 16x16 toy model with the analytic backend, so an example costs milliseconds. Examples are
 derandomized, so CI sees the same ones on every run.
-
-A case whose command still fails the contract is marked `xfail(strict=True)` with its repro: the
-owner of that command removes the mark with the fix (strict, so a fixed case fails until they do).
 """
 
 from __future__ import annotations
@@ -166,17 +163,6 @@ BUILD_WITH = ["build", "{model}", "--speedup", "2", "--backend", "analytic", "--
 ZOO_NAMES = ("resnet18", "resnet50", "mobilenet_v2", "vgg11_bn", "se_resnet", "densenet", "unet", "toy")
 
 
-def owned_elsewhere(reason: str) -> pytest.MarkDecorator:
-    """A case that still breaks the contract in a command this file's author does not own (see module doc)."""
-    return pytest.mark.xfail(strict=True, reason=reason)
-
-
-IMPORTANCE_LATE = (
-    "mdp_trt/build.py: the `analyse` stage line reaches stderr before an unreadable or missing --importance file "
-    "is refused (two lines); the file could be opened before the analysis: `head -c 64 /dev/urandom > s.npz; "
-    "mdp-trt build toy.onnx --speedup 2 --backend analytic --importance s.npz -o o`")
-
-
 # (case id, command line with {bad} for the bad file and {out} for an output, the bad file's suffix, its
 # content, marks). A truncated SQLite file can still answer a command that needs none of the pages cut
 # off, so there success is allowed too (`may_succeed`); a failure must still be one line.
@@ -187,9 +173,7 @@ def _case(case: str, template: list[str], suffix: str, content, *, may_succeed: 
 FILE_CASES: list = [
     _case("analyze-model-bytes", ["analyze", "{bad}", "--json"], ".onnx", random_bytes),
     _case("analyze-model-truncated", ["analyze", "{bad}"], ".onnx", truncated("model")),
-    _case("analyze-model-named-json", ["analyze", "{bad}"], ".json", random_bytes, marks=owned_elsewhere(
-        "mdp_trt/graph/load.py: onnx.load reads a model named *.json as JSON text, and its "
-        "google.protobuf.json_format.ParseError escapes: `echo x > m.json; mdp-trt analyze m.json`")),
+    _case("analyze-model-named-json", ["analyze", "{bad}"], ".json", random_bytes),
     _case("prune-model-bytes", ["prune", "{bad}", "--ratio", "0.5", "-o", "{out}"], ".onnx", random_bytes),
     _case("prune-model-truncated", ["prune", "{bad}", "--ratio", "0.5", "-o", "{out}"], ".onnx", truncated("model")),
     _case("prune-plan-bytes", PRUNE, ".json", random_bytes),
@@ -222,10 +206,8 @@ FILE_CASES: list = [
     _case("db-merge-bytes", ["db", "merge", "{bad}", "--db", "{db}"], ".sqlite", random_bytes),
     _case("build-model-bytes", ["build", "{bad}", *BUILD_WITH[2:]], ".onnx", random_bytes),
     _case("build-model-truncated", ["build", "{bad}", *BUILD_WITH[2:]], ".onnx", truncated("model")),
-    _case("build-importance-bytes", [*BUILD_WITH, "--importance", "{bad}"], ".npz", random_bytes,
-          marks=owned_elsewhere(IMPORTANCE_LATE)),
-    _case("build-importance-truncated", [*BUILD_WITH, "--importance", "{bad}"], ".npz", truncated("scores"),
-          marks=owned_elsewhere(IMPORTANCE_LATE)),
+    _case("build-importance-bytes", [*BUILD_WITH, "--importance", "{bad}"], ".npz", random_bytes),
+    _case("build-importance-truncated", [*BUILD_WITH, "--importance", "{bad}"], ".npz", truncated("scores")),
 ]
 
 
@@ -303,12 +285,8 @@ OPTION_CASES: list = [
     ("build-threads", [*BUILD, *TARGET], "--threads", POSITIVE_INT),
     ("build-rounds", [*BUILD, *TARGET], "--rounds", POSITIVE_INT),
     ("build-solver", [*BUILD, *TARGET], "--solver", not_in("milp", "minlp", "halp", "uniform")),
-    pytest.param("build-precision", [*BUILD, *TARGET], "--precision", not_in("fp32", "fp16"), id="build-precision",
-                 marks=owned_elsewhere("mdp_trt/build.py: an unknown --precision is refused only after the analyse "
-                                       "and score stages have printed (three lines on stderr): `mdp-trt build "
-                                       "toy.onnx --speedup 2 --backend analytic --precision fp8 -o o`")),
-    pytest.param("build-importance-missing", [*BUILD, *TARGET], "--importance", st.just("{root}/missing.npz"),
-                 id="build-importance-missing", marks=owned_elsewhere(IMPORTANCE_LATE)),
+    ("build-precision", [*BUILD, *TARGET], "--precision", not_in("fp32", "fp16")),
+    ("build-importance-missing", [*BUILD, *TARGET], "--importance", st.just("{root}/missing.npz")),
     ("prune-ratio", ["prune", "{model}", "-o", "{out}"], "--ratio",
      POSITIVE_NUMBER | st.sampled_from(["1.5", "-0.1", "2"])),
     ("prune-input-shape", ["prune", "{model}", "--ratio", "0.5", "-o", "{out}"], "--input-shape",
@@ -333,17 +311,10 @@ OPTION_CASES: list = [
     ("zoo-name", ["zoo", "-o", "{out}"], None, not_in(*ZOO_NAMES)),
     ("zoo-input-size", ["zoo", "toy", "-o", "{out}"], "--input-size", POSITIVE_INT),
     ("zoo-batch", ["zoo", "toy", "-o", "{out}"], "--batch", st.sampled_from(["0", "-1", "1.5", "M"]) | NON_NUMBERS),
-    pytest.param("zoo-width", ["zoo", "toy", "-o", "{out}"], "--width", POSITIVE_NUMBER, id="zoo-width",
-                 marks=owned_elsewhere("mdp_trt/zoo: --width inf or nan escapes as OverflowError / ValueError "
-                                       "(converting the width to channels): `mdp-trt zoo toy -o z.onnx --width inf`")),
+    ("zoo-width", ["zoo", "toy", "-o", "{out}"], "--width", POSITIVE_NUMBER),
     ("zoo-classes", ["zoo", "toy", "-o", "{out}"], "--num-classes", POSITIVE_INT),
-    pytest.param("zoo-input-size-huge", ["zoo", "toy", "-o", "{out}"], "--input-size",
-                 st.sampled_from(["100000000", str(10**30)]), id="zoo-input-size-huge",
-                 marks=owned_elsewhere("mdp_trt/zoo: a huge --input-size escapes as numpy's MemoryError (or an "
-                                       "int64 overflow): `mdp-trt zoo toy -o z.onnx --input-size 100000000`")),
-    pytest.param("zoo-seed", ["zoo", "toy", "-o", "{out}"], "--seed", st.sampled_from(["-1", "-12345"]),
-                 id="zoo-seed", marks=owned_elsewhere("mdp_trt/zoo: a negative --seed escapes as numpy's "
-                                                      "ValueError: `mdp-trt zoo toy -o z.onnx --seed -1`")),
+    ("zoo-input-size-huge", ["zoo", "toy", "-o", "{out}"], "--input-size", st.sampled_from(["100000000", str(10**30)])),
+    ("zoo-seed", ["zoo", "toy", "-o", "{out}"], "--seed", st.sampled_from(["-1", "-12345"])),
     # paths of the wrong kind
     ("db-show-db-folder", ["db", "show"], "--db", st.just("{root}")),
     ("db-export-to-folder", ["db", "export", "--db", "{db}"], None, st.just("{root}")),
