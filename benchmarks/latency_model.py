@@ -1,38 +1,65 @@
-"""Accuracy of the latency model: predicted vs measured latency of random pruning plans.
+"""Accuracy of the latency model: predicted vs measured speed-up of random pruning plans.
 
-For each zoo model: profile the layer tables (default grid), calibrate the whole-model part on the
-dense model, the smallest plan and 6 plans spread between them (seed 0, as `calibrate` does), then
-measure 20 random plans of another kind (seed 1000: every group at a uniformly random grid level,
-random channels, ~25% of blocks removed) and compare with
-- the bilayer model (MDP): table read at (kept inputs, kept outputs), calibrated;
-- a HALP-style model: table read at (dense inputs, kept outputs), calibrated on the same points.
-Calibration points are the lowest median over 3 round-robin passes (as in `calibrate`); the
-evaluation's "measured" truth is the lowest median over 5 passes, so a burst of load from another
-process during one pass does not count as the model's latency.
+For each model (zoo names, and ONNX files such as `python benchmarks/export_families.py -o DIR` writes),
+each ONNX Runtime CPU thread count (`--threads 1 2 all`; all = os.cpu_count()) and each batch
+(`--batch 1 8`):
+1. profile the layer tables (`--grid` levels per group) and calibrate the whole-model part as `predict`
+   does (the dense model, the smallest plan and 6 plans between them, seed 0; lowest median of 3 passes);
+2. draw random plans of two kinds (seed 1000; ~25% of blocks removed in both):
+   - on-grid: every group at a uniformly random grid level, as a solver's plans are;
+   - off-grid: every group at a random multiple of 8 from its lowest grid level to its full width, so most
+     layers fall between levels; as `predict` does, the probes of those cells are measured and stored
+     (the "interpolated" column gives the error had the tables been interpolated instead);
+3. time each plan's pruned model and the dense model interleaved in one process: both ONNX Runtime
+   sessions loaded at once (the ORT backend's session options), run in alternating turns, pruned, dense,
+   pruned, dense, ... (`interleaved`: each turn one untimed run, then `--turn-runs` timed ones), so a drift
+   of the shared host slows both alike and cancels in their ratio; measured = the median per-turn ratio
+   t(pruned) / t(dense);
+4. report the **ratio error**: the error of the predicted speed-up predict(plan) / predict(dense) against
+   the measured t(pruned) / t(dense), for the bilayer model (MDP: tables read at kept inputs and kept
+   outputs, calibrated) and a HALP-style one (inputs frozen at the dense width, calibrated on the same
+   points); and, labelled "absolute", the error of the predicted latency in ms against the pruned model's
+   interleaved median (this one does not cancel host drift).
 
-Run: python benchmarks/latency_model.py [--models resnet50 mobilenet_v2] [--plans 20] [--threads 1]
+Other processes' CPU use is measured during each plan's timing (`OtherLoad`) and reported: at threads > 1
+a core taken by another process is not drift that cancels (see `OtherLoad`). `--wait-quiet S` waits up to
+S seconds before each plan for the other processes to go quiet.
+
+A model file with a fixed batch other than --batch is run with its batch axis set to it (the exports of
+export_families.py are at batch 1 and have no size computed from the batch).
+
+Run: python benchmarks/latency_model.py [--models resnet50 mobilenet_v2] [--model-file F.onnx ...]
+     [--threads 1 2 all] [--batch 1 8] [--plans 10] [--kinds on-grid off-grid] [--grid 4]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import onnx
 
 from latency_db import LatencyDB
-from mdp_trt.graph import analyze
+from mdp_trt.graph import analyze, load_model
+from mdp_trt.graph.structure import Structure
+from mdp_trt.importance.selection import random_channels
 from mdp_trt.io import write_text_atomic
-from mdp_trt.latency import GridConfig, get_backend, layer_sum, profile_tables
+from mdp_trt.latency import GridConfig, get_backend, layer_sum, model_opset, profile_tables, session_options
+from mdp_trt.latency.backends import input_feeds
 from mdp_trt.latency.calibrate import (
     DEFAULT_POINTS,
     DEFAULT_ROUNDS,
+    Calibration,
     calibration_plans,
     fit,
     measure_plans,
@@ -40,11 +67,182 @@ from mdp_trt.latency.calibrate import (
 )
 from mdp_trt.latency.grid import group_levels
 from mdp_trt.latency.predict import removed_layers
+from mdp_trt.latency.profile import profile_off_grid
+from mdp_trt.latency.protocol import median_ci
+from mdp_trt.latency.tables import LatencyTable
+from mdp_trt.prune import Plan, prune_model
 from mdp_trt.zoo import build
 
+KINDS = ("on-grid", "off-grid")
+OFF_GRID_ALIGN = 8
+LOADED = 0.25  # cores other processes used during a plan's timing above which the table counts the plan
 
-def _row(structure, tables, plan, measured: float) -> dict:
-    """Everything about one plan a latency model might use, kept for offline analysis (--out)."""
+
+@dataclass(frozen=True)
+class Interleaved:
+    """Pruned vs dense timed in alternation: the median per-turn ratio with its 95% CI, each model's median
+    latency over the same span, and how many cores other processes used meanwhile."""
+
+    ratio: float
+    ratio_low: float
+    ratio_high: float
+    pruned_ms: float
+    dense_ms: float
+    turns: int
+    other_cores: float
+
+    @property
+    def ci_pct(self) -> float:
+        """Half-width of the ratio's CI in percent of it: the noise floor of this plan's ratio error."""
+        return 100 * (self.ratio_high - self.ratio_low) / 2 / self.ratio
+
+
+class OtherLoad:
+    """CPU time that processes other than this one used since creation, in cores (Linux /proc/stat): the
+    load that no ratio cancels at threads > 1, where a model whose thread pool loses a core stalls at every
+    parallel section (mobilenet_v2 at 2 threads measured 2.6 ms with the other core idle, 7.8 ms with
+    another process on it, while its pruned plan went from 1.6 to 1.7 ms)."""
+
+    def __init__(self) -> None:
+        self.start = (time.monotonic(), _system_busy(), _own_busy())
+
+    def cores(self) -> float:
+        wall, system, own = self.start
+        return max(0.0, ((_system_busy() - system) - (_own_busy() - own)) / (time.monotonic() - wall))
+
+
+def _system_busy() -> float:
+    """Busy CPU seconds of the whole machine since boot."""
+    with open("/proc/stat") as stat:
+        ticks = [int(x) for x in stat.readline().split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+
+def _own_busy() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def wait_quiet(seconds: float, threshold: float = 0.1, window: float = 0.5) -> None:
+    """Wait until other processes use under `threshold` cores over `window` seconds, `seconds` at most."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        load = OtherLoad()
+        time.sleep(window)
+        if load.cores() < threshold:
+            return
+
+
+class Session:
+    """One model loaded in ONNX Runtime the way the ORT backend loads it, inputs bound once (no copies in
+    the timed region).
+
+    One option more, `session.force_spinning_stop`: ONNX Runtime's intra-op threads spin for work after a
+    run, and an idle session's spinning threads take the cores of the session that runs next. Measured on
+    mobilenet_v2 at 2 threads on 2 cores: dense 2.6 ms timed alone, 7.0 ms alternating with a pruned plan
+    (ratio 0.28-0.40 against 0.62 alone); with the option, 2.6 ms alone (it does not change a session run
+    on its own) and 2.9 ms alternating (ratio 0.64)."""
+
+    def __init__(self, model: onnx.ModelProto, threads: int, batch: int) -> None:
+        import onnxruntime as ort
+
+        options = session_options(threads)
+        options.add_session_config_entry("session.force_spinning_stop", "1")
+        self.session = ort.InferenceSession(
+            model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self.binding = self.session.io_binding()
+        for name, value in input_feeds(model, batch).items():
+            self.binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value, "cpu", 0))
+        for out in self.session.get_outputs():
+            self.binding.bind_output(out.name, "cpu")
+
+    def run_ms(self) -> float:
+        start = time.perf_counter_ns()
+        self.session.run_with_iobinding(self.binding)
+        return (time.perf_counter_ns() - start) / 1e6
+
+    def turn(self, runs: int, rewarm: int) -> float:
+        """Median of `runs` timed runs after `rewarm` untimed ones."""
+        for _ in range(rewarm):
+            self.run_ms()
+        return float(np.median([self.run_ms() for _ in range(runs)]))
+
+
+def interleaved(pruned: Session, dense: Session, *, runs: int = 3, rewarm: int = 1, min_turns: int = 10,
+                rel_ci: float = 0.01, max_seconds: float = 3.0) -> Interleaved:
+    """Time the two models in alternating turns (pruned, dense, pruned, dense, ...), each turn `rewarm`
+    untimed runs and `runs` timed ones, both sessions loaded all along: a drift of the host slower than a
+    turn slows both alike and cancels in the per-turn ratio. Stops once `min_turns` pairs are in and the
+    median ratio's 95% CI is within `rel_ci`, or `max_seconds` have passed (and 3 pairs are in).
+
+    The untimed run refills the caches the other model evicted: with plain A B A B (`runs=1, rewarm=0`)
+    mobilenet_v2 at 1 thread measured a ratio 5-8% above its back-to-back one, which is how a deployed
+    model runs; with one untimed and 3 timed runs per turn, within 1%."""
+    pruned.turn(3, 0)
+    dense.turn(3, 0)
+    ratios: list[float] = []
+    times: tuple[list[float], list[float]] = ([], [])
+    load = OtherLoad()
+    while True:
+        t_pruned, t_dense = pruned.turn(runs, rewarm), dense.turn(runs, rewarm)
+        times[0].append(t_pruned)
+        times[1].append(t_dense)
+        ratios.append(t_pruned / t_dense)
+        low, high = median_ci(ratios)
+        median = float(np.median(ratios))
+        elapsed = time.monotonic() - load.start[0]
+        if (len(ratios) >= min_turns and (high - low) / 2 <= rel_ci * median) or (
+                elapsed >= max_seconds and len(ratios) >= 3):
+            return Interleaved(median, low, high, float(np.median(times[0])), float(np.median(times[1])),
+                               len(ratios), load.cores())
+
+
+def off_grid_plan(structure: Structure, levels: dict[str, tuple[int, ...]], rng: np.random.Generator,
+                  block_probability: float = 0.25) -> Plan:
+    """Every group with grid levels at a random multiple of 8 (of its parts too) from its lowest level to
+    its full width, random channels kept; each block (whose parent stays) removed with `block_probability`.
+    Widths below the lowest level are left out: the solver never picks them and calibration does not
+    reach them, so their error would be extrapolation, not the interpolation this measures."""
+    groups: dict[str, tuple[int, ...]] = {}
+    for group in structure.groups:
+        options = levels.get(group.id, (group.size,))
+        if not group.prunable or len(options) < 2:
+            continue
+        step = math.lcm(OFF_GRID_ALIGN, group.parts)
+        widths = [k for k in range(step * math.ceil(options[0] / step), group.size + 1, step)] or [group.size]
+        k = int(rng.choice(widths))
+        if k < group.size:
+            groups[group.id] = random_channels(rng, group.size, k, group.parts)
+    removed: list[str] = []
+    for block in structure.blocks:
+        if block.parent not in removed and rng.random() < block_probability:
+            removed.append(block.id)
+    return Plan(groups, tuple(removed))
+
+
+def at_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
+    """`model` with the batch axis of its inputs and outputs fixed to `batch` (shapes inferred afresh)."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    del fixed.graph.value_info[:]
+    for value in (*fixed.graph.input, *fixed.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims:
+            dims[0].Clear()
+            dims[0].dim_value = batch
+    return fixed
+
+
+def load_subject(name: str, args: argparse.Namespace, batch: int) -> onnx.ModelProto:
+    """A zoo model built at `batch`, or a model file with its batch axis set to it."""
+    if name in args.models:
+        return build(name, input_size=args.input_size, batch=batch)
+    return at_batch(load_model(args.paths[name]), batch)
+
+
+def _row(structure: Structure, tables: dict[str, LatencyTable], plan: Plan, measured: float) -> dict[str, Any]:
+    """Everything about one calibration plan a latency model might use, kept for offline analysis (--out)."""
     return {
         "measured_ms": measured,
         "layer_sum_ms": layer_sum(structure, tables, plan),
@@ -55,90 +253,159 @@ def _row(structure, tables, plan, measured: float) -> dict:
     }
 
 
-def evaluate(name: str, args: argparse.Namespace, db: LatencyDB, raw: dict) -> dict[str, list[float]]:
-    model = build(name, input_size=224, batch=1)
+def _ratio(calibration: Calibration, structure: Structure, tables: dict[str, LatencyTable], plan: Plan) -> float:
+    """Predicted speed-up predict(plan) / predict(dense) under one calibrated law."""
+    freeze = calibration.freeze_inputs
+    return (calibration.apply(layer_sum(structure, tables, plan, freeze_inputs=freeze))
+            / calibration.apply(layer_sum(structure, tables, Plan(), freeze_inputs=freeze)))
+
+
+def _err(predicted: float, measured: float) -> float:
+    return 100 * (predicted - measured) / measured
+
+
+def evaluate(name: str, threads: int, batch: int, args: argparse.Namespace, db: LatencyDB,
+             raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One model at one thread count and batch: a summary row per plan kind."""
+    model = load_subject(name, args, batch)
     structure = analyze(model)
-    backend = get_backend("ort", threads=args.threads)
+    backend = get_backend("ort", threads=threads)
     grid = GridConfig(levels=args.grid)
     t0 = time.perf_counter()
-    result = profile_tables(structure, backend, db, grid=grid, show_progress=True)
-    print(
-        f"{name}: {result.unique_probes} probes ({result.measured} measured, {result.reused} from the db) "
-        f"in {time.perf_counter() - t0:.0f} s",
-        flush=True,
-    )
-    tables = result.tables
+    load = OtherLoad()
+    profile = profile_tables(structure, backend, db, batch=batch, grid=grid, opset=model_opset(model),
+                             show_progress=args.progress)
+    tables = profile.tables
+    print(f"{name} threads={threads} batch={batch}: {profile.unique_probes} probes ({profile.measured} measured) "
+          f"in {time.perf_counter() - t0:.0f} s, other processes {load.cores():.2f} cores", flush=True)
 
+    load = OtherLoad()
     cal_plans = calibration_plans(structure, grid, count=DEFAULT_POINTS, seed=0)
-    measured = measure_plans(model, structure, cal_plans, backend, rounds=DEFAULT_ROUNDS)
+    measured = measure_plans(model, structure, cal_plans, backend, batch=batch, rounds=DEFAULT_ROUNDS)
     points = [_row(structure, tables, plan, ms) for plan, ms in zip(cal_plans, measured, strict=True)]
-    raw[name] = {"calibration": points, "evaluation": []}
     bilayer = fit([{k: p[k] for k in ("measured_ms", "layer_sum_ms")} for p in points])
-    halp = fit(
-        [{"measured_ms": p["measured_ms"], "layer_sum_ms": p["halp_sum_ms"]} for p in points], freeze_inputs=True
-    )
-    print(
-        f"  calibration ({len(points)} points): bilayer {bilayer.scale:.3f} x sum {bilayer.offset_ms:+.2f} ms, "
-        f"fit residuals {max(abs(r) for r in bilayer.residuals_pct):.1f}% max; HALP-style "
-        f"{halp.scale:.3f} x sum {halp.offset_ms:+.2f} ms",
-        flush=True,
-    )
+    halp = fit([{"measured_ms": p["measured_ms"], "layer_sum_ms": p["halp_sum_ms"]} for p in points],
+               freeze_inputs=True)
+    print(f"  calibration: {bilayer.scale:.3f} x sum {bilayer.offset_ms:+.3f} ms, fit residuals "
+          f"{max(abs(r) for r in bilayer.residuals_pct):.1f}% max, other processes {load.cores():.2f} cores",
+          flush=True)
+    record: dict[str, Any] = {"model": name, "threads": threads, "batch": batch, "calibration": points, "plans": []}
+    raw.append(record)
 
     rng = np.random.default_rng(1000)
     levels = group_levels(structure, grid)
-    plans = [random_plan(structure, levels, rng) for _ in range(args.plans)]
-    measured_all = measure_plans(model, structure, plans, backend, rounds=args.rounds)
-    errors: dict[str, list[float]] = {"bilayer": [], "halp": []}
-    print(f"  {'plan':>4} {'measured':>9} {'bilayer':>9} {'err%':>6} {'HALP':>9} {'err%':>6}  blocks removed")
-    for index, (plan, measured) in enumerate(zip(plans, measured_all, strict=True)):
-        raw[name]["evaluation"].append(_row(structure, tables, plan, measured))
-        ours = bilayer.apply(layer_sum(structure, tables, plan))
-        theirs = halp.apply(layer_sum(structure, tables, plan, freeze_inputs=True))
-        errors["bilayer"].append(100 * (ours - measured) / measured)
-        errors["halp"].append(100 * (theirs - measured) / measured)
-        print(
-            f"  {index:>4} {measured:>9.2f} {ours:>9.2f} {errors['bilayer'][-1]:>+6.1f} {theirs:>9.2f} "
-            f"{errors['halp'][-1]:>+6.1f}  {len(plan.remove_blocks)}",
-            flush=True,
-        )
-    return errors
+    draw = {"on-grid": random_plan, "off-grid": off_grid_plan}
+    dense = Session(model, threads, batch)
+    print(f"  {'kind':<8} {'plan':>4} {'pred x':>7} {'meas x':>7} {'±ci%':>5} {'ratio err%':>10} {'interp%':>8} "
+          f"{'HALP%':>6} {'meas ms':>8} {'abs err%':>8} {'probes':>6} {'others':>6}", flush=True)
+    summary = []
+    for kind in args.kinds:
+        errors: dict[str, list[float]] = {"ratio": [], "interp": [], "halp": [], "abs": [], "ci": [], "others": []}
+        dense_ms: list[float] = []
+        probes = 0
+        for index in range(args.plans):
+            plan = draw[kind](structure, levels, rng)
+            off_grid = profile_off_grid(structure, profile, plan, backend, db, batch=batch)
+            probes += off_grid.measured
+            pruned = Session(prune_model(model, structure, plan), threads, batch)
+            wait_quiet(args.wait_quiet)
+            timing = interleaved(pruned, dense, runs=args.turn_runs, max_seconds=args.seconds)
+            ours = _ratio(bilayer, structure, off_grid.tables, plan)
+            absolute = bilayer.apply(layer_sum(structure, off_grid.tables, plan))
+            errors["ratio"].append(_err(ours, timing.ratio))
+            errors["interp"].append(_err(_ratio(bilayer, structure, tables, plan), timing.ratio))
+            errors["halp"].append(_err(_ratio(halp, structure, off_grid.tables, plan), timing.ratio))
+            errors["abs"].append(_err(absolute, timing.pruned_ms))
+            errors["ci"].append(timing.ci_pct)
+            errors["others"].append(timing.other_cores)
+            dense_ms.append(timing.dense_ms)
+            interp = f"{errors['interp'][-1]:>+8.1f}" if off_grid.cells else f"{'':>8}"
+            print(f"  {kind:<8} {index:>4} {ours:>7.3f} {timing.ratio:>7.3f} {timing.ci_pct:>5.1f} "
+                  f"{errors['ratio'][-1]:>+10.1f} {interp} {errors['halp'][-1]:>+6.1f} {timing.pruned_ms:>8.2f} "
+                  f"{errors['abs'][-1]:>+8.1f} {off_grid.measured:>6} {timing.other_cores:>6.2f}", flush=True)
+            record["plans"].append({"kind": kind, "plan": plan.to_json(), "predicted_ratio": ours,
+                                    "predicted_ms": absolute, "off_grid_cells": len(off_grid.cells),
+                                    "measured": asdict(timing)})
+        others = np.asarray(errors.pop("others"))
+        summary.append({"model": name, "threads": threads, "batch": batch, "kind": kind, "plans": args.plans,
+                        "off_grid_probes": probes, "others_median": float(np.median(others)),
+                        "loaded_plans": int((others > LOADED).sum()), "dense_ms": (min(dense_ms), max(dense_ms)),
+                        **{key: (float(np.median(np.abs(v))), float(np.max(np.abs(v)))) for key, v in errors.items()}})
+    return summary
+
+
+def parse_threads(values: list[str]) -> list[int]:
+    """`1 2 all` -> [1, 2, os.cpu_count()], duplicates dropped."""
+    threads: list[int] = []
+    for value in values:
+        if value != "all" and not (value.isdigit() and int(value) >= 1):
+            raise ValueError(f"--threads {value!r}: a positive integer or 'all'")
+        count = (os.cpu_count() or 1) if value == "all" else int(value)
+        if count not in threads:
+            threads.append(count)
+    return threads
+
+
+def print_table(summary: list[dict[str, Any]]) -> None:
+    """The markdown summary: ratio errors first (what the issue's targets are about), then the rest."""
+    print("| model | threads | batch | plans | ratio error median / max (MDP) | interpolated tables median / max "
+          "| HALP-style ratio median / max | absolute error median / max (MDP) | ratio CI ± (median) "
+          f"| dense ms (interleaved, min-max) | other processes, cores (median; plans over {LOADED}) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for row in summary:
+        interp = "{:.1f}% / {:.1f}%".format(*row["interp"]) if row["kind"] == "off-grid" else "(= MDP)"
+        print(f"| {row['model']} | {row['threads']} | {row['batch']} | {row['plans']} {row['kind']} | "
+              f"{row['ratio'][0]:.1f}% / {row['ratio'][1]:.1f}% | {interp} | "
+              f"{row['halp'][0]:.1f}% / {row['halp'][1]:.1f}% | {row['abs'][0]:.1f}% / {row['abs'][1]:.1f}% | "
+              f"{row['ci'][0]:.1f}% | {row['dense_ms'][0]:.2f}-{row['dense_ms'][1]:.2f} | "
+              f"{row['others_median']:.2f} ({row['loaded_plans']}) |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["resnet50", "mobilenet_v2"])
-    parser.add_argument("--plans", type=int, default=20)
-    parser.add_argument("--grid", type=int, default=8)
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="ORT intra-op threads (default 1: on a shared 2-core machine, 2 threads stall "
-        "whenever another process holds a core)",
-    )
+    parser.add_argument("--models", nargs="*", default=["resnet50", "mobilenet_v2"], help="zoo models")
+    parser.add_argument("--model-file", nargs="+", type=Path, default=[], metavar="PATH.onnx",
+                        help="ONNX files (e.g. exports of benchmarks/export_families.py)")
+    parser.add_argument("--input-size", type=int, default=224, help="input size of the zoo models")
+    parser.add_argument("--threads", nargs="+", default=["1", "2", "all"],
+                        help="ORT intra-op thread counts; 'all' = os.cpu_count()")
+    parser.add_argument("--batch", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--plans", type=int, default=10, help="random plans per kind")
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
+    parser.add_argument("--grid", type=int, default=4, help="grid levels per group (profile --grid)")
+    parser.add_argument("--turn-runs", type=int, default=3, help="timed runs per turn of interleaved timing")
+    parser.add_argument("--seconds", type=float, default=3.0,
+                        help="most seconds of interleaved timing per plan (it stops earlier at a ±1%% ratio CI)")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
+                        help="before timing each plan, wait up to S seconds for other processes to go quiet")
     parser.add_argument("--db", type=Path, default=None, help="latency database (default: a fresh temp file)")
-    parser.add_argument(
-        "--rounds", type=int, default=5, help="round-robin passes over the evaluation plans; measured = lowest median"
-    )
     parser.add_argument("--out", type=Path, default=None, help="also write every measured point as JSON")
+    parser.add_argument("--progress", action="store_true", help="show profiling progress bars")
     args = parser.parse_args()
-    print("command: python " + " ".join(shlex.quote(a) for a in sys.argv))
-    print(f"machine: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f} at start")
+    try:
+        threads = parse_threads(args.threads)
+    except ValueError as exc:
+        parser.error(str(exc))
+    args.paths = {path.stem: path for path in args.model_file}
+    names = [*args.models, *args.paths]
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    print(f"command: {command}")
+    print(f"machine: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f} at start", flush=True)
     db_path = args.db or Path(tempfile.mkdtemp(prefix="mdp-latency-")) / "latency.sqlite"
-    summary = []
-    raw: dict = {}
+    summary: list[dict[str, Any]] = []
+    raw: list[dict[str, Any]] = []
+    start, load = time.perf_counter(), OtherLoad()
     with LatencyDB(db_path) as db:
-        for name in args.models:
-            errors = evaluate(name, args, db, raw)
-            for model_kind, errs in errors.items():
-                abs_errs = np.abs(errs)
-                summary.append((name, model_kind, float(np.median(abs_errs)), float(abs_errs.max())))
-    print(f"load average {os.getloadavg()[0]:.2f} at end")
+        for name in names:
+            for count in threads:
+                for batch in args.batch:
+                    summary += evaluate(name, count, batch, args, db, raw)
     if args.out:
-        write_text_atomic(args.out, json.dumps(raw, indent=1))
-    print(f"{'model':<14} {'latency model':<14} {'median |err| %':>15} {'max |err| %':>12}")
-    for name, kind, med, worst in summary:
-        print(f"{name:<14} {kind:<14} {med:>15.2f} {worst:>12.2f}")
+        write_text_atomic(args.out, json.dumps({"command": command, "summary": summary, "runs": raw}, indent=1))
+    print(f"\ncommand: {command}")
+    print(f"{time.perf_counter() - start:.0f} s; other processes used {load.cores():.2f} cores on average; "
+          f"load average {os.getloadavg()[0]:.2f} at end")
+    print_table(summary)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,19 @@
 """`build`: from model.onnx and a throughput target to a pruned model and a verified engine.
 
 Stages: analyse, score, profile (only what the database lacks), calibrate, solve, prune, measure,
-compile. The loop is closed on the device: the pruned model is measured, and when it misses the
-target the budget is tightened by the measured ratio and the problem solved again (a few rounds at
-most). The report says whether the target was met by measurement, never by prediction.
+compile. The loop is closed on the device: each pruned model is timed against the dense model interleaved
+(`mdp_trt.closed_loop`), and when it misses the target the budget is corrected by the measured ratio and
+the problem solved again (a few rounds at most). The chosen plan is then timed against dense once more
+(`final_verification`): that verdict, an interval with 95% confidence, is what the report calls measured,
+and whether the target was met is decided there, never by prediction.
 
 Outcomes (the CLI's exit codes, README "Exit codes"): bad options, paths or models are `InputError`s
 raised before any profiling (2); a target below the smallest latency the tables predict is a
 `BudgetError` and nothing is written (3); a target the closed loop does not meet by measurement still
-writes OUT/ with the fastest plan measured, and `run_build` returns its Report with `met` False (the
-CLI then raises `TargetNotMet`, 3); a model of ours that fails its check is a `VerificationError` (4).
+writes OUT/ with the plan the loop kept, and `run_build` returns its Report with `met` False (the CLI then
+raises `TargetNotMet`, 3), also when the final verification's interval straddles the target (the host too
+noisy to decide: `measured.decision` "undecided"); a model of ours that fails its check is a
+`VerificationError` (4).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import onnx
 from rich.console import Console
 
 from mdp_trt import plots
-from mdp_trt.closed_loop import ROUNDS, closed_loop
+from mdp_trt.closed_loop import ROUNDS, closed_loop, dense_verdict, final_verification
 from mdp_trt.compile import compile_model
 from mdp_trt.errors import BudgetError, InputError
 from mdp_trt.graph import Structure, analyze, load_model
@@ -162,9 +166,10 @@ def run_build(model_path: Path, out_dir: Path, config: BuildConfig, console: Con
     """The whole job; see the module docstring. The pruned model is written at the input sizes it was
     profiled, measured and verified at (`--input-shape`), with the batch axis left as the model has it.
 
-    Returns the Report also when the measured latency misses the target: OUT/ then holds the fastest plan
-    measured, and `report.met` is False (report.json's `measured.met` and `outcome`). A caller that needs
-    the target met checks `report.met`; the CLI turns it into exit code 3.
+    Returns the Report also when the final verification does not find the target met (missed, or the host
+    too noisy to decide): OUT/ then holds the plan the loop kept, and `report.met` is False (report.json's
+    `measured.met`, `measured.decision` and `outcome`). A caller that needs the target met checks
+    `report.met`; the CLI turns it into exit code 3.
     """
     config.check()
     check_output_folder(Path(model_path), Path(out_dir))
@@ -200,18 +205,22 @@ def run_build(model_path: Path, out_dir: Path, config: BuildConfig, console: Con
             dense = bench_model(model, backend, batch=config.batch, precision=config.precision)
             dense_ms = dense.measurement.median_ms
             target_ms = config.target_ms(dense_ms)
-            note["detail"] = (f"dense: {dense_ms:.3f} ms ({dense.fps:.1f} FPS); target {target_ms:.3f} ms "
-                              f"({1000 * config.batch / target_ms:.1f} FPS)")
+            low, high = dense.measurement.median_ci
+            note["detail"] = (f"dense: {dense_ms:.3f} ms [{low:.3f}, {high:.3f}] ({dense.fps:.1f} FPS); target "
+                              f"{target_ms:.3f} ms ({1000 * config.batch / target_ms:.1f} FPS)")
+        if dense.warning:
+            console.print(f"[yellow]warning: {dense.warning}[/]", highlight=False, soft_wrap=True)
 
     problem = problem_from_model(structure, scores, profile.tables, levels, calibration, target_ms,
                                  use_blocks=config.blocks)
     rounds: list[dict] = []
     solver_info: dict = {"name": config.solver, "status": "skipped", "gap": 0.0, "seconds": 0.0}
     importance_kept = 1.0
-    if dense_ms <= target_ms:
-        console.print(f"the dense model already meets the target ({dense_ms:.3f} ms <= {target_ms:.3f} ms); "
-                      "keeping every channel")
-        plan, pruned, pruned_ms = Plan(), model, dense_ms
+    final = dense_verdict(dense.measurement, target_ms, config.speedup)
+    if final.met:
+        console.print(f"the dense model already meets the target ({final.latency_ci_ms[1]:.3f} ms, the upper end "
+                      f"of its 95% interval, <= {target_ms:.3f} ms); keeping every channel", highlight=False)
+        plan, pruned = Plan(), model
         predicted = predict_latency(structure, profile.tables, calibration, plan)
         verification = {"ran": False, "skipped": "nothing was pruned"}
     else:
@@ -223,18 +232,22 @@ def run_build(model_path: Path, out_dir: Path, config: BuildConfig, console: Con
                     f"met: the smallest reachable latency is {floor:.3f} ms "
                     f"({1000 * config.batch / floor:.1f} FPS, predicted)", min_latency_ms=floor)
             note["detail"] = f"smallest reachable latency {floor:.3f} ms (predicted)"
-        chosen = closed_loop(model, structure, scores, levels, problem, backend, target_ms,
+        chosen = closed_loop(model, structure, scores, levels, problem, backend, target_ms, speedup=config.speedup,
                              solver=config.solver, rounds=config.rounds, time_limit=config.time_limit,
                              batch=config.batch, precision=config.precision, stage=stages.stage)
         rounds = chosen.rounds
-        plan, pruned, pruned_ms = chosen.plan, chosen.pruned, chosen.measured_ms
+        plan, pruned = chosen.plan, chosen.pruned
         predicted, solver_info, importance_kept = chosen.predicted_ms, chosen.solver, chosen.importance
         with stages.stage("verify") as note:
             verified = verify_pruned(model, structure, plan, pruned)
             verification = {**dataclasses.asdict(verified), "ran": True}
             note["detail"] = verified.summary()
+        with stages.stage("measure", "chosen plan vs dense, interleaved") as note:
+            final = final_verification(model, pruned, backend, target_ms, speedup=config.speedup,
+                                       batch=config.batch, precision=config.precision)
+            note["detail"] = f"{final.summary()} ({final.pairs} pairs, {final.seconds:.1f} s)"
 
-    met = pruned_ms <= target_ms
+    pruned_ms = final.latency_ms
     with staged_output(out_dir, OUTPUT_NAMES) as staging:
         save_model_atomic(pruned, staging / "model.pruned.onnx")
         plan.save(staging / "plan.json")
@@ -249,7 +262,8 @@ def run_build(model_path: Path, out_dir: Path, config: BuildConfig, console: Con
             pruned=ModelStats(pruned_ms, 1000.0 * config.batch / pruned_ms, parameter_count(pruned),
                               flop_count(pruned, config.batch)),
             predicted_latency_ms=predicted,
-            met=met,
+            met=final.met,
+            measured=final.to_json(config.batch),
             importance_kept=importance_kept,
             groups=[{"id": g.id, "size": g.size, "kept": len(plan.kept(g.id, g.size)), "prunable": g.prunable}
                     for g in structure.groups],

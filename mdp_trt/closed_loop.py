@@ -1,7 +1,14 @@
-"""The closed loop: solve, prune, measure on the device, correct the budget, until the target is met.
+"""The closed loop: solve, prune, measure on the device, correct the budget, until the target is met; and the
+verdicts it takes, each from the plan timed against the dense model interleaved in one process.
 
 `build` and the PyTorch flow (`mdp_trt.torch.prune`) both run this one loop, so a fix to how the budget
-is corrected reaches both.
+is corrected reaches both. `build` ends with `final_verification`, whose verdict is what its report calls
+measured.
+
+Why interleaved: the host is shared, and a median can move 30% within minutes. A plan benched alone and
+compared with a dense latency benched minutes before is judged by the host's mood as much as by its
+channels; timed in alternation with the dense model (`protocol.InterleavedProtocol`), the two see the same
+host, and their ratio does not move with it.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
@@ -18,8 +26,9 @@ import onnx
 from mdp_trt.errors import BudgetError
 from mdp_trt.graph.structure import Structure
 from mdp_trt.latency.backends import Backend
-from mdp_trt.latency.bench import bench_model
-from mdp_trt.latency.protocol import BENCH_PROTOCOL
+from mdp_trt.latency.bench import CONFIDENCE, compare_models
+from mdp_trt.latency.measurement import Comparison, Measurement
+from mdp_trt.latency.protocol import COMPARE_PROTOCOL, Z_97_5, InterleavedProtocol, Settled, median_ci
 from mdp_trt.prune import Plan, prune_model
 from mdp_trt.prune.verify import check_runs
 from mdp_trt.solve.from_model import plan_from_solution
@@ -28,6 +37,13 @@ from mdp_trt.solve.solvers import solve
 
 StageFn = Callable[..., AbstractContextManager[dict[str, str]]]  # stage(name, detail="") -> note dict
 
+MET, NOT_MET, UNDECIDED = "met", "not met", "undecided"
+TIGHT = 1.05  # a met target within 5% of the FPS asked for is close enough to stop
+ROUNDS = 5  # default number of solve-prune-measure rounds
+# What a comparison's ratio is known to when it stops on precision: the loop aims this much under the target
+# on top of the interval itself, so that the next plan's interval lands inside the window, not on its edge.
+NOISE = COMPARE_PROTOCOL.rel_ci
+
 
 @contextlib.contextmanager
 def _silent(name: str, detail: str = "") -> Iterator[dict[str, str]]:
@@ -35,49 +51,146 @@ def _silent(name: str, detail: str = "") -> Iterator[dict[str, str]]:
     yield {"detail": detail}
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """A plan's latency judged against the target, with 95% confidence.
+
+    The decision is taken on an interval, never on one number: met when the interval's upper end is at or
+    under the target, not met when its lower end is over it, undecided when it straddles it (on this host
+    the measurement cannot tell; `build` then says so and exits 3 rather than claim a result).
+
+    - A relative target (`--speedup S`) is decided by the ratio alone: the plan's ratio to dense and its
+      95% interval against 1/S. The host's speed drops out.
+    - An absolute target (`--fps`, `--latency-ms`) needs the plan's latency in ms: the ratio times the dense
+      latency timed in the same window. Its interval is the ratio's times the dense median's, each at 97.5%
+      so that both hold together with at least 95% (Bonferroni), and the dense side also spans the medians
+      of the window's segments: a host that drifted while it was timed had no one latency, and the target
+      is only met if it is met at the slowest one seen.
+
+    Every latency here is of this window: `dense_ms` is the dense median timed alongside, `target_ms` the
+    target in it (for a relative target, dense_ms / S).
+    """
+
+    target_ms: float
+    dense_ms: float
+    ratio: float
+    ratio_ci: tuple[float, float]
+    latency_ms: float
+    latency_ci_ms: tuple[float, float]
+    relative: bool
+    scheme: str  # interleaved, sequential blocks, estimate, or dense (nothing pruned: the dense bench alone)
+    pairs: int
+    seconds: float
+    dense_drift: float  # how far the dense median moved across the window's segments, over its median
+
+    @property
+    def decision(self) -> str:
+        low, high = self.latency_ci_ms
+        return MET if high <= self.target_ms else NOT_MET if low > self.target_ms else UNDECIDED
+
+    @property
+    def met(self) -> bool:
+        return self.decision == MET
+
+    @property
+    def inside_window(self) -> bool:
+        """Met, and not beating the target by more than 5%: the loop stops on such a plan."""
+        return self.met and self.latency_ci_ms[0] * TIGHT >= self.target_ms
+
+    def summary(self) -> str:
+        low, high = self.latency_ci_ms
+        return (f"{self.latency_ms:.3f} ms [{low:.3f}, {high:.3f}] vs target {self.target_ms:.3f} ms "
+                f"({self.ratio:.3f}x dense [{self.ratio_ci[0]:.3f}, {self.ratio_ci[1]:.3f}], {self.scheme}): "
+                f"{self.decision}")
+
+    def to_json(self, batch: int) -> dict[str, Any]:
+        """`report.json`'s `measured` (README "What build writes" lists the fields)."""
+        low, high = self.latency_ci_ms
+        return {"latency_ms": self.latency_ms, "fps": 1000.0 * batch / self.latency_ms, "met": self.met,
+                "decision": self.decision, "confidence": CONFIDENCE, "latency_ci_ms": [low, high],
+                "fps_ci": [1000.0 * batch / high, 1000.0 * batch / low], "ratio": self.ratio,
+                "ratio_ci": list(self.ratio_ci), "target_ms": self.target_ms,
+                "target_ratio": self.target_ms / self.dense_ms, "relative": self.relative,
+                "dense_ms": self.dense_ms, "dense_drift": self.dense_drift, "scheme": self.scheme,
+                "pairs": self.pairs, "seconds": self.seconds}
+
+
+def judge(comparison: Comparison, target_ms: float, speedup: float | None = None) -> Verdict:
+    """The verdict on a plan compared with dense (see `Verdict`); `speedup` makes the target relative."""
+    dense = comparison.reference.median_ms
+    if speedup is not None:
+        ratio_low, ratio_high = comparison.ratio_ci
+        dense_low = dense_high = dense
+        target_ms = dense / speedup
+    else:
+        ratio_low, ratio_high = median_ci(comparison.pair_ratios, Z_97_5)
+        ci_low, ci_high = median_ci(comparison.reference_runs, Z_97_5)
+        dense_low = min((ci_low, *comparison.reference.segments_ms))
+        dense_high = max((ci_high, *comparison.reference.segments_ms))
+    return Verdict(target_ms, dense, comparison.ratio, comparison.ratio_ci, comparison.ratio * dense,
+                   (ratio_low * dense_low, ratio_high * dense_high), speedup is not None, comparison.scheme,
+                   comparison.pairs, comparison.seconds, comparison.reference.drift)
+
+
+def dense_verdict(dense: Measurement, target_ms: float, speedup: float | None = None) -> Verdict:
+    """The verdict on keeping every channel, from the dense model's own bench: against a relative target its
+    ratio is exactly 1; against an absolute one its interval is the median's, spanning its segments' medians."""
+    if speedup is not None:
+        interval = (dense.median_ms, dense.median_ms)
+        target_ms = dense.median_ms / speedup
+    else:
+        low, high = dense.median_ci
+        interval = (min((low, *dense.segments_ms)), max((high, *dense.segments_ms)))
+    return Verdict(target_ms, dense.median_ms, 1.0, (1.0, 1.0), dense.median_ms, interval, speedup is not None,
+                   "estimate" if dense.estimate else "dense", 0, dense.seconds, dense.drift)
+
+
 @dataclass
 class Attempt:
     plan: Plan
     pruned: onnx.ModelProto
-    measured_ms: float
+    verdict: Verdict
     predicted_ms: float
     solver: dict
     importance: float
     rounds: list[dict] = field(default_factory=list)  # every round: budget, predicted, measured
 
-
-TIGHT = 1.05  # a met target within 5% of the FPS asked for is close enough to stop
-ROUNDS = 5  # default number of solve-prune-measure rounds
-# A bench median is known to about this much (BENCH_PROTOCOL's stopping rule): a plan measured just
-# under the target is as likely to measure just over it next time, so the loop aims this much lower.
-NOISE = BENCH_PROTOCOL.rel_ci
+    @property
+    def measured_ms(self) -> float:
+        return self.verdict.latency_ms
 
 
 def closed_loop(model: onnx.ModelProto, structure: Structure, scores: Mapping[str, np.ndarray],
                 levels: Mapping[str, tuple[int, ...]], problem: Problem, backend: Backend, target_ms: float, *,
-                solver: str = "milp", rounds: int = ROUNDS, time_limit: float | None = 60.0, batch: int = 1,
-                precision: str = "fp32", stage: StageFn = _silent) -> Attempt:
-    """Bisect the solver's budget on measurements until the target is met tightly.
+                speedup: float | None = None, solver: str = "milp", rounds: int = ROUNDS,
+                time_limit: float | None = 60.0, batch: int = 1, precision: str = "fp32", stage: StageFn = _silent,
+                protocol: InterleavedProtocol = COMPARE_PROTOCOL) -> Attempt:
+    """Bisect the solver's budget on measurements until a plan's interval is inside the target window.
 
-    The loop aims at the target lowered by the measurement's uncertainty (`NOISE`; none for estimates):
-    a plan is safely met when its measured latency is at or under that aim. A plan that is not sets the
-    next budget to its predicted latency times aim / measured; a plan that beats the target by more
-    than 5% relaxes the same way (the model can keep more); once a safely met and a missed budget
-    bracket the aim, the next budget is their geometric mean. The safely met plan with the most
-    importance wins, then the met one (measured at or under the target); when nothing met, the fastest
-    plan measured is returned (reported as not met).
+    `target_ms` is the target the budgets start from; with `speedup` the target is relative (dense / speedup
+    in each comparison's own window), else absolute. Each plan is timed against the dense model interleaved
+    and judged (`judge`). A plan whose interval is at or under the target and within 5% of it
+    (`Verdict.inside_window`) ends the loop. Otherwise the next budget is the plan's prediction scaled so
+    that its latency lands under the target by the interval's own half-width plus `NOISE` (none for
+    estimates), the interval's upper end then falling just under the target: a plan met with room to spare
+    relaxes the budget, one not met (or undecided) tightens it. Once a met and a missed budget bracket the
+    aim, the next budget is their geometric mean. A met plan whose interval is too wide to fit the window
+    and cannot be relaxed without its upper end crossing the target also ends the loop.
 
-    Each new plan's model is loaded and run once in ONNX Runtime before it is benched (`check_runs`, a
-    fraction of a bench), so a model we got wrong ends as a `VerificationError`; the costlier comparison
+    The met plan with the most importance wins, then the one whose latency is at or under the target but
+    whose interval straddles it; when neither, the fastest relative to its target (reported as not met).
+
+    Each new plan's model is loaded and run once in ONNX Runtime before it is timed (`check_runs`, a
+    fraction of a comparison), so a model we got wrong ends as a `VerificationError`; the costlier comparison
     with the masked model is left to the caller, for the chosen plan only.
     """
-    estimates = bool(backend.fingerprint(batch, precision).get("estimate"))
-    aim = target_ms if estimates else target_ms / (1 + NOISE)
-    budget = aim
+    noise = 0.0 if backend.fingerprint(batch, precision).get("estimate") else NOISE
+    budget = target_ms / (1 + noise)
     met_budget, missed_budget = 0.0, float("inf")
-    measured_plans: dict[str, float] = {}
+    verdicts: dict[str, Verdict] = {}
     attempts: list[Attempt] = []
     history: list[dict] = []
+    settled = _window_settled(target_ms, speedup, protocol.rel_ci)
     for round_index in range(1, rounds + 1):
         with stage("solve") as note:
             try:
@@ -92,41 +205,81 @@ def closed_loop(model: onnx.ModelProto, structure: Structure, scores: Mapping[st
         with stage("prune") as note:
             pruned = prune_model(model, structure, plan)
             note["detail"] = f"{len(plan.remove_blocks)} blocks removed"
-        with stage("bench", "pruned model") as note:
-            if key not in measured_plans:
+        with stage("bench", "pruned vs dense, interleaved") as note:
+            if key not in verdicts:
                 check_runs(pruned)  # a model ONNX Runtime refuses is our bug (exit 4), not a backend error
-                measured_plans[key] = bench_model(pruned, backend, batch=batch,
-                                                  precision=precision).measurement.median_ms
-            measured_ms = measured_plans[key]
-            note["detail"] = f"round {round_index}: measured {measured_ms:.3f} ms vs target {target_ms:.3f} ms"
+                comparison = compare_models(model, pruned, backend, batch=batch, precision=precision,
+                                            protocol=protocol, settled=settled)
+                verdicts[key] = judge(comparison, target_ms, speedup)
+            verdict = verdicts[key]
+            note["detail"] = f"round {round_index}: {verdict.summary()}"
         history.append({"round": round_index, "budget_ms": budget, "predicted_ms": solution.latency,
-                       "measured_ms": measured_ms, "importance_kept": solution.objective})
+                        "measured_ms": verdict.latency_ms, "measured_ci_ms": list(verdict.latency_ci_ms),
+                        "ratio": verdict.ratio, "ratio_ci": list(verdict.ratio_ci), "dense_ms": verdict.dense_ms,
+                        "target_ms": verdict.target_ms, "decision": verdict.decision,
+                        "importance_kept": solution.objective})
         solver_info = {"name": solver, "status": solution.status, "gap": solution.gap,
                        "seconds": solution.seconds, "objective": solution.objective, "bound": solution.bound,
                        "rounds": round_index}
-        attempts.append(Attempt(plan, pruned, measured_ms, solution.latency, solver_info, solution.objective))
-        safe = measured_ms <= aim
-        if safe and measured_ms * TIGHT >= target_ms:
+        attempts.append(Attempt(plan, pruned, verdict, solution.latency, solver_info, solution.objective))
+        if verdict.inside_window:
             break
-        if safe:
+        if verdict.met:
             met_budget = max(met_budget, budget)
         else:
             missed_budget = min(missed_budget, budget)
         # Scale the plan's own prediction, not the budget: a budget can shrink and still admit the
         # same plan when that plan's prediction was already under it.
-        proposal = solution.latency * aim / measured_ms
+        spread = verdict.latency_ci_ms[1] / verdict.latency_ms
+        scale = verdict.target_ms / ((1 + noise) * spread * verdict.latency_ms)
+        proposal = solution.latency * scale
         if met_budget > 0 and missed_budget < float("inf"):
             proposal = (met_budget * missed_budget) ** 0.5
+        elif verdict.met and scale <= 1:
+            break  # met, but its interval is wider than the window: relaxing would cross the target
         if abs(proposal - budget) <= 1e-6 * budget:
             break
         budget = proposal
     if not attempts:
         raise BudgetError(f"no plan could be found for the target of {target_ms:.3f} ms")
-    met_attempts = ([a for a in attempts if a.measured_ms <= aim]
-                    or [a for a in attempts if a.measured_ms <= target_ms])
-    if met_attempts:
-        chosen = max(met_attempts, key=lambda a: a.importance)
+    kept = ([a for a in attempts if a.verdict.met]
+            or [a for a in attempts if a.verdict.latency_ms <= a.verdict.target_ms])
+    if kept:
+        chosen = max(kept, key=lambda a: a.importance)
     else:
-        chosen = min(attempts, key=lambda a: a.measured_ms)
+        chosen = min(attempts, key=lambda a: a.verdict.latency_ms / a.verdict.target_ms)
     chosen.rounds = history
     return chosen
+
+
+def _window_settled(target_ms: float, speedup: float | None, rel_ci: float) -> Settled:
+    """When a round's comparison may stop: once its ratio is known to `rel_ci`, or once the loop's next step
+    is decided whatever more pairs say (inside the window, clearly over the target, or clearly more than 5%
+    under it)."""
+
+    def settled(comparison: Comparison) -> bool:
+        verdict = judge(comparison, target_ms, speedup)
+        low, high = verdict.latency_ci_ms
+        decided = verdict.inside_window or low > verdict.target_ms or high * TIGHT < verdict.target_ms
+        low_ratio, high_ratio = comparison.ratio_ci
+        return decided or (high_ratio - low_ratio) / 2 <= rel_ci * comparison.ratio
+
+    return settled
+
+
+def final_verification(model: onnx.ModelProto, pruned: onnx.ModelProto, backend: Backend, target_ms: float, *,
+                       speedup: float | None = None, batch: int = 1, precision: str = "fp32",
+                       protocol: InterleavedProtocol = COMPARE_PROTOCOL) -> Verdict:
+    """The chosen plan timed against dense once more, interleaved, until the verdict is met or not met and the
+    ratio is known to the protocol's precision, or the time cap leaves it there (undecided: the host was
+    too noisy to decide): what `build` reports as measured. A fresh window, so the plan is not judged on
+    the round that picked it, whose luck chose it."""
+
+    def settled(comparison: Comparison) -> bool:
+        low, high = comparison.ratio_ci
+        precise = (high - low) / 2 <= protocol.rel_ci * comparison.ratio
+        return precise and judge(comparison, target_ms, speedup).decision != UNDECIDED
+
+    comparison = compare_models(model, pruned, backend, batch=batch, precision=precision, protocol=protocol,
+                                settled=settled)
+    return judge(comparison, target_ms, speedup)

@@ -2,9 +2,11 @@
 
 `report.json` is a contract (DESIGN.md): target, backend, dense, predicted, measured, importance_kept,
 groups, blocks_removed, solver, profiling, plus stage timings and per-layer latency. Every latency
-printed as measured was measured; predictions are labelled as such. `outcome` says whether the
-measurement met the target, the exit code the CLI gives for it (0 met, 3 not met) and why, in one line.
-Every number in it is finite: it is written as strict JSON.
+printed as measured was measured; predictions are labelled as such. `measured` is the final verification's
+verdict (`closed_loop.Verdict.to_json`): the plan timed against dense interleaved, its ratio and latency with
+their 95% intervals, and the decision taken on the interval. `outcome` says whether the measurement met the
+target, the exit code the CLI gives for it (0 met, 3 not met, also when the host was too noisy to decide)
+and why, in one line. Every number in it is finite: it is written as strict JSON.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Report:
     pruned: ModelStats
     predicted_latency_ms: float
     met: bool
+    measured: dict[str, Any]  # the final verification (closed_loop.Verdict.to_json): latency, ratio, intervals
     importance_kept: float
     groups: list[dict[str, Any]]  # id, size, kept
     blocks_removed: list[str]
@@ -56,7 +59,7 @@ class Report:
             "backend": self.backend,
             "dense": asdict(self.dense),
             "predicted": {"latency_ms": self.predicted_latency_ms},
-            "measured": {"latency_ms": self.pruned.latency_ms, "fps": self.pruned.fps, "met": self.met},
+            "measured": self.measured,
             "outcome": {"met": self.met, "exit_code": 0 if self.met else 3, "message": self.verdict},
             "pruned": asdict(self.pruned),
             "importance_kept": self.importance_kept,
@@ -72,13 +75,27 @@ class Report:
 
     @property
     def verdict(self) -> str:
-        """Whether the measurement met the target, in one line: the console's last line and `outcome.message`."""
-        goal = f"{self.target['fps']:.1f} FPS ({self.target['latency_ms']:.3f} ms)"
-        measured = f"{self.pruned.fps:.1f} FPS ({self.pruned.latency_ms:.3f} ms) measured"
+        """Whether the measurement met the target, in one line: the console's last line and `outcome.message`.
+
+        It states the interval the decision was taken on: the ratio to dense for a relative target, the
+        latency for an absolute one."""
+        m = self.measured
+        low, high = m["latency_ci_ms"]
+        if m["relative"]:
+            measured = (f"{m['ratio']:.3f}x dense measured (95% interval {m['ratio_ci'][0]:.3f}-"
+                        f"{m['ratio_ci'][1]:.3f}x; {m['fps']:.1f} FPS, {m['latency_ms']:.3f} ms)")
+            goal = f"the {m['target_ratio']:.3f}x asked for"
+        else:
+            measured = (f"{m['fps']:.1f} FPS ({m['latency_ms']:.3f} ms, 95% interval {low:.3f}-{high:.3f} ms) "
+                        "measured")
+            goal = f"{self.target['fps']:.1f} FPS ({m['target_ms']:.3f} ms)"
+        how = f"{m['scheme']} with dense, {m['pairs']} pairs" if m["pairs"] else m["scheme"]
         if self.met:
-            return f"target met: {measured} >= {goal}"
-        return (f"target NOT met: {measured} < {goal}; this is the fastest plan measured in "
-                f"{len(self.rounds)} round(s)")
+            return f"target met: {measured} against {goal} ({how})"
+        if m["decision"] == "undecided":
+            return (f"target NOT met: the host was too noisy to decide: {measured} straddles {goal} after "
+                    f"{m['seconds']:.1f} s ({how})")
+        return f"target NOT met: {measured} misses {goal} ({how}), after {len(self.rounds)} round(s)"
 
     def save(self, path: Path) -> None:
         write_json_atomic(path, self.to_json())
@@ -90,6 +107,8 @@ class Report:
         table.add_column("pruned", justify="right")
         table.add_row("latency (ms, measured)", f"{self.dense.latency_ms:.3f}", f"{self.pruned.latency_ms:.3f}")
         table.add_row(f"FPS at batch {self.target['batch']}", f"{self.dense.fps:.1f}", f"{self.pruned.fps:.1f}")
+        low, high = self.measured["ratio_ci"]
+        table.add_row("vs dense (measured, 95%)", "1", f"{self.measured['ratio']:.3f} [{low:.3f}, {high:.3f}]")
         table.add_row("latency (ms, predicted)", "", f"{self.predicted_latency_ms:.3f}")
         table.add_row("parameters", f"{self.dense.params:,}", f"{self.pruned.params:,}")
         table.add_row("FLOPs", f"{self.dense.flops:,}", f"{self.pruned.flops:,}")

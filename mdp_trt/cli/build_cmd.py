@@ -55,8 +55,10 @@ def build_command(
     The pruned model is loaded and run in ONNX Runtime (and compared with the masked model where cheap)
     before anything is written. Exit codes: 0 the target is met by measurement; 2 bad input (checked
     before profiling where it can be); 3 the target is unreachable (nothing written) or not met by
-    measurement (OUT is written with the fastest plan measured, and report.json says measured.met false);
-    4 a pruned model failed that check (a bug of ours: please report the model).
+    measurement, the chosen plan timed against dense interleaved and its 95% interval over the target or
+    straddling it (the host too noisy to decide); OUT is then written with the plan the loop kept, and
+    report.json says measured.met false; 4 a pruned model failed that check (a bug of ours: please report
+    the model).
     """
     config = BuildConfig(fps=fps, latency_ms=latency_ms, speedup=speedup, batch=batch, backend=backend,
                          precision=precision, db=db,
@@ -65,6 +67,11 @@ def build_command(
                          input_shapes=parse_input_shapes(input_shape or []))
     report = run_build(model, output, config, console_err)
     if not report.met:
-        raise TargetNotMet(f"the target was not met by measurement ({report.pruned.latency_ms:.3f} ms > "
-                           f"{report.target['latency_ms']:.3f} ms); {output} holds the fastest plan measured "
-                           "(report.json: measured.met false)")
+        m = report.measured
+        low, high = m["latency_ci_ms"]
+        why = (f"the host was too noisy to decide: the plan's 95% interval {low:.3f}-{high:.3f} ms straddles the "
+               f"target of {m['target_ms']:.3f} ms after {m['seconds']:.1f} s timed against dense"
+               if m["decision"] == "undecided" else
+               f"{m['latency_ms']:.3f} ms, 95% interval {low:.3f}-{high:.3f} ms, > {m['target_ms']:.3f} ms")
+        raise TargetNotMet(f"the target was not met by measurement ({why}); {output} holds the plan the closed "
+                           f"loop kept (report.json: measured.met false, measured.decision {m['decision']})")

@@ -29,6 +29,7 @@ from mdp_trt.latency import (
     profile_tables,
     stored_calibration,
 )
+from mdp_trt.latency.profile import OffGridResult, profile_off_grid
 from mdp_trt.prune import Plan
 
 
@@ -43,10 +44,14 @@ def predict_command(
     grid: GridOption = 8,
     align: AlignOption = 8,
     threads: ThreadsOption = None,
+    interpolate: bool = typer.Option(
+        False, "--interpolate", help="Measure no probe off the profiled grid: interpolate between grid levels "
+        "where the database holds no measurement, and name the layers read that way."),
     as_json: bool = typer.Option(False, "--json", help="Print the prediction as JSON."),
 ) -> None:
     """Predict the plan's latency: sum of layer tables at its kept channels, plus the calibrated
-    whole-model part. Missing probes are measured and a missing calibration is fit first."""
+    whole-model part. Missing probes are measured and a missing calibration is fit first; so are the
+    probes of layers the plan keeps at widths between grid levels, unless --interpolate."""
     onnx_model = load_model(model)
     structure = analyze(onnx_model)
     plan = Plan.load(plan_file)
@@ -74,11 +79,13 @@ def predict_command(
             calibration = calibrate(
                 onnx_model, structure, result.tables, timer, store, batch=batch, precision=precision, grid=grid_config
             )
-    total = predict_latency(structure, result.tables, calibration, plan)
+        off_grid = profile_off_grid(structure, result, plan, timer, store, batch=batch, precision=precision,
+                                    measure=not interpolate, show_progress=not as_json, console=console_err)
+    total = predict_latency(structure, off_grid.tables, calibration, plan)
     report = {
         "latency_ms": total,
         "fps": batch * 1000.0 / total if total > 0 else 0.0,
-        "layer_sum_ms": layer_sum(structure, result.tables, plan),
+        "layer_sum_ms": layer_sum(structure, off_grid.tables, plan),
         "calibration": {
             "scale": calibration.scale,
             "offset_ms": calibration.offset_ms,
@@ -87,6 +94,13 @@ def predict_command(
         "backend": timer.name,
         "batch": batch,
         "estimate": result.estimate,
+        "off_grid": {
+            "cells": len(off_grid.cells),
+            "probes": off_grid.unique_probes,
+            "measured": off_grid.measured,
+            "from_db": off_grid.reused,
+            "interpolated": [cell.to_json() for cell in off_grid.interpolated],
+        },
     }
     if as_json:
         typer.echo(json.dumps(report))
@@ -100,3 +114,23 @@ def predict_command(
         f"{worst:.1f}%)",
         soft_wrap=True,
     )
+    note = off_grid_note(off_grid)
+    if note:
+        console.print(note, soft_wrap=True, markup=False)  # layer names are the model's, not markup
+
+
+def off_grid_note(off_grid: OffGridResult) -> str:
+    """What became of the layers the plan keeps between grid levels ('' when it keeps grid widths only): a
+    prediction read off interpolated cells is less sure than one read off measured cells, so it says so."""
+    if not off_grid.cells:
+        return ""
+    layers = len({cell.layer for cell in off_grid.cells})
+    note = f"{layers} layer(s) read off the profiled grid ({off_grid.unique_probes} probe(s)): "
+    if off_grid.interpolated:
+        shown = "; ".join(cell.describe() for cell in off_grid.interpolated)
+        return note + (f"{off_grid.reused} from the database, {len(off_grid.interpolated)} interpolated between "
+                       f"grid levels (--interpolate measures none), less exact: {shown}")
+    if off_grid.estimate:
+        return note + (f"{off_grid.measured} estimated now at their exact widths, {off_grid.reused} from the "
+                       "database (analytic backend: nothing is measured, its estimates hold at any width)")
+    return note + f"{off_grid.measured} measured now, {off_grid.reused} from the database"

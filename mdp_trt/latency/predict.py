@@ -4,14 +4,19 @@ For each layer not inside a removed block, the table is read at (kept input chan
 channels) — the bilayer model of MDP, where a layer's cost depends on both neighbouring groups. The
 HALP-style variant freezes the input at the dense width (`freeze_inputs=True`), as methods that
 model each layer by its own output channels alone do; it is kept for comparison.
+
+A plan the solver made keeps grid widths; a plan written by hand, or by another tool, may not.
+`off_grid_cells` names the cells such a plan reads between grid levels, so that `predict` can measure
+them (`profile.profile_off_grid`) or say that it interpolates them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from mdp_trt.graph.structure import Layer, Structure
-from mdp_trt.latency.tables import LatencyTable
+from mdp_trt.latency.tables import Cell, LatencyTable, neighbours
 
 if TYPE_CHECKING:
     from mdp_trt.latency.calibrate import Calibration
@@ -52,23 +57,75 @@ def layer_channels(layer: Layer, widths: dict[str, int]) -> tuple[int, int]:
     return _segments_width(layer.in_segments, widths, layer.in_channels), k_out
 
 
-def layer_sum(
+def plan_cells(
     structure: Structure, tables: dict[str, LatencyTable], plan: Plan, *, freeze_inputs: bool = False
-) -> float:
-    """Sum of the active layers' table latencies (ms) under `plan`."""
+) -> dict[str, Cell]:
+    """The table cell each active layer (not inside a removed block) reads under `plan`."""
     widths = kept_widths(structure, plan)
     skip = removed_layers(structure, plan)
-    total = 0.0
+    cells: dict[str, Cell] = {}
     for layer in structure.layers:
         if layer.name in skip:
             continue
         k_in, k_out = layer_channels(layer, widths)
         table = tables[layer.name]
-        if table.depthwise:
-            total += table.lookup(None, k_out)
-        else:
-            total += table.lookup(None if freeze_inputs else k_in, k_out)
-    return total
+        cells[layer.name] = table.cell(None if freeze_inputs or table.depthwise else k_in, k_out)
+    return cells
+
+
+def layer_sum(
+    structure: Structure, tables: dict[str, LatencyTable], plan: Plan, *, freeze_inputs: bool = False
+) -> float:
+    """Sum of the active layers' table latencies (ms) under `plan`."""
+    cells = plan_cells(structure, tables, plan, freeze_inputs=freeze_inputs)
+    return sum((tables[name].lookup(*cell) for name, cell in cells.items()), 0.0)
+
+
+@dataclass(frozen=True)
+class OffGridCell:
+    """A table cell a plan reads that is not on the profiled grid, with the levels interpolation reads it
+    between on each axis ((k, k) on an axis where k is a level; the lowest level twice when clamped)."""
+
+    layer: str
+    k_in: int
+    k_out: int
+    in_between: tuple[int, int]
+    out_between: tuple[int, int]
+
+    @property
+    def cell(self) -> Cell:
+        return self.k_in, self.k_out
+
+    def describe(self) -> str:
+        """`layer: k_in 40 between 32 and 48, k_out 12 below the lowest level 16`, naming the off-grid axes."""
+        parts = [
+            _axis_text(label, k, between)
+            for label, k, between in (("k_in", self.k_in, self.in_between), ("k_out", self.k_out, self.out_between))
+            if between != (k, k)
+        ]
+        return f"{self.layer}: {', '.join(parts)}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"layer": self.layer, "k_in": self.k_in, "k_out": self.k_out,
+                "in_levels": list(self.in_between), "out_levels": list(self.out_between)}
+
+
+def _axis_text(label: str, k: int, between: tuple[int, int]) -> str:
+    low, high = between
+    if low != high:
+        return f"{label} {k} between levels {low} and {high}"
+    return f"{label} {k} below the lowest level {low} (clamped to it)"  # a plan keeps at most the full width
+
+
+def off_grid_cells(structure: Structure, tables: dict[str, LatencyTable], plan: Plan) -> list[OffGridCell]:
+    """Every cell `plan` reads off its layer's grid (measured as a point or not), in layer order."""
+    cells = []
+    for name, (k_in, k_out) in plan_cells(structure, tables, plan).items():
+        table = tables[name]
+        if not table.on_grid(k_in, k_out):
+            cells.append(OffGridCell(name, k_in, k_out, neighbours(table.in_levels, k_in),
+                                     neighbours(table.out_levels, k_out)))
+    return cells
 
 
 def predict_latency(

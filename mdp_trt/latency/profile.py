@@ -2,14 +2,15 @@
 
 Identical probes (same signature and channel counts) across layers are measured once. Each result is
 committed as soon as it is measured, so an interrupted run leaves a consistent database and the next
-run resumes where it stopped.
+run resumes where it stopped. `profile_off_grid` measures, the same way, the cells a given plan reads
+between grid levels; they are stored like any other probe, so the next plan that needs them reuses them.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -27,9 +28,11 @@ from latency_db import Entry, EntryKey, LatencyDB
 from mdp_trt.graph.structure import Layer, Structure
 from mdp_trt.latency.backends.base import Backend, measure_probe
 from mdp_trt.latency.grid import DEFAULT_GRID, GridConfig, group_levels
+from mdp_trt.latency.predict import OffGridCell, off_grid_cells
 from mdp_trt.latency.probes import DEFAULT_OPSET, ProbeSpec, build_probe
 from mdp_trt.latency.protocol import PROBE_PROTOCOL, MeasureProtocol
-from mdp_trt.latency.tables import LatencyTable
+from mdp_trt.latency.tables import Cell, LatencyTable
+from mdp_trt.prune.plan import Plan
 
 # Per-probe cost besides timed runs (build the probe, create the session, write the entry): 0.06 s
 # idle to 0.15 s under load on a 2-core EPYC with ONNX Runtime (resnet50, 1312 probes). Used only
@@ -67,13 +70,17 @@ class LayerGrid:
     in_scale: float = 1.0
     out_scale: float = 1.0
 
+    def task(self, k_in: int, k_out: int) -> ProbeTask:
+        """The probe of the cell (k_in, k_out), in group widths, on the grid or off it; a depthwise probe's
+        input follows its output group."""
+        level_in = k_out if self.depthwise else k_in
+        return ProbeTask(self.spec, max(1, round(level_in * self.in_scale)), max(1, round(k_out * self.out_scale)))
+
     def cells(self) -> Iterator[tuple[int, int, ProbeTask]]:
-        """(row, column, probe) for every table cell; a depthwise probe's input follows its output group."""
+        """(row, column, probe) for every table cell."""
         for i, k_in in enumerate(self.in_levels):
             for j, k_out in enumerate(self.out_levels):
-                level_in = k_out if self.depthwise else k_in
-                yield i, j, ProbeTask(self.spec, max(1, round(level_in * self.in_scale)),
-                                      max(1, round(k_out * self.out_scale)))
+                yield i, j, self.task(k_in, k_out)
 
 
 @dataclass(frozen=True)
@@ -101,7 +108,21 @@ class ProfileResult:
     measured: int
     reused: int
     seconds: float
+    probes: ProbePlan  # which probe makes each cell, for cells measured later off the grid
     estimate: bool = False
+
+
+@dataclass
+class OffGridResult:
+    """The cells a plan reads off the grid and what became of them."""
+
+    tables: dict[str, LatencyTable]  # the input tables, with every off-grid cell the database holds as a point
+    cells: list[OffGridCell]  # every off-grid cell the plan reads, in layer order
+    unique_probes: int  # distinct probes behind them (identical layers share one)
+    measured: int
+    reused: int  # found in the database
+    estimate: bool = False  # the backend estimates (analytic): nothing ran
+    interpolated: list[OffGridCell] = field(default_factory=list)  # cells left to interpolation
 
 
 def model_opset(model: onnx.ModelProto) -> int:
@@ -203,22 +224,10 @@ def profile_tables(
     plan = plan_probes(structure, grid, opset)
     db.put_probes({task.spec.signature: task.spec.description() for task in plan.tasks.values()})
     entries = db.get_entries(fp_hash, plan.tasks)
-    missing = [task for key, task in plan.tasks.items() if key not in entries]
-    # Random order: a burst of load from another process then inflates scattered cells of many
-    # tables (errors that average out in a sum) instead of every cell of one layer's table.
-    np.random.default_rng(int(fp_hash[:8], 16)).shuffle(missing)  # type: ignore[arg-type]
     reused = len(entries)
-    with progress_bar(console, show_progress and bool(missing)) as progress:
-        bar = progress.add_task(f"profiling on {backend.name}", total=len(missing))
-        for task in missing:
-            probe = build_probe(task.spec, task.k_in, task.k_out, batch)
-            m = measure_probe(backend, probe, protocol, batch=batch, precision=precision)
-            entry = Entry(
-                task.spec.signature, task.k_in, task.k_out, m.median_ms, m.p10_ms, m.p90_ms, m.runs, m.seconds
-            )
-            db.put_entries(fp_hash, [entry])  # one commit per probe: an interrupt loses at most one
-            entries[task.key] = entry
-            progress.advance(bar)
+    missing = [task for key, task in plan.tasks.items() if key not in entries]
+    _measure_into(entries, missing, backend, db, fp_hash, batch=batch, precision=precision, protocol=protocol,
+                  progress=progress_bar(console, show_progress and bool(missing)), label=f"profiling on {backend.name}")
     estimate = bool(fingerprint.get("estimate", False))
     return ProfileResult(
         tables=assemble_tables(plan, entries, estimate),
@@ -227,8 +236,90 @@ def profile_tables(
         measured=len(missing),
         reused=reused,
         seconds=time.perf_counter() - t0,
+        probes=plan,
         estimate=estimate,
     )
+
+
+def profile_off_grid(
+    structure: Structure,
+    profile: ProfileResult,
+    plan: Plan,
+    backend: Backend,
+    db: LatencyDB,
+    *,
+    batch: int = 1,
+    precision: str = "fp32",
+    protocol: MeasureProtocol = PROBE_PROTOCOL,
+    measure: bool = True,
+    show_progress: bool = False,
+    console: Console | None = None,
+) -> OffGridResult:
+    """`profile`'s tables with the cells `plan` reads off the grid added as measured points.
+
+    The probes are those of the grid's cells, at the plan's widths, measured and stored as `profile_tables`
+    does, so a second call measures nothing. With `measure=False` nothing is measured: cells the database
+    already holds are still read exactly, the others are left to interpolation and listed in `interpolated`.
+    `batch` and `precision` must be those `profile` was made with (its fingerprint).
+    """
+    cells = off_grid_cells(structure, profile.tables, plan)
+    grids = {grid.layer: grid for grid in profile.probes.layers}
+    tasks = {(cell.layer, cell.cell): grids[cell.layer].task(*cell.cell) for cell in cells}
+    unique = {task.key: task for task in tasks.values()}
+    entries = db.get_entries(profile.fingerprint, unique)
+    reused = len(entries)
+    missing = [task for key, task in unique.items() if key not in entries] if measure else []
+    _measure_into(entries, missing, backend, db, profile.fingerprint, batch=batch, precision=precision,
+                  protocol=protocol, progress=progress_bar(console, show_progress and bool(missing)),
+                  label=f"measuring off-grid probes on {backend.name}")
+    points: dict[str, dict[Cell, float]] = {}
+    for (layer, cell), task in tasks.items():
+        if task.key in entries:
+            points.setdefault(layer, {})[cell] = entries[task.key].median_ms
+    tables = {name: table.with_points(points[name]) if name in points else table
+              for name, table in profile.tables.items()}
+    return OffGridResult(
+        tables=tables,
+        cells=cells,
+        unique_probes=len(unique),
+        measured=len(missing),
+        reused=reused,
+        estimate=profile.estimate,
+        interpolated=[cell for cell in cells if cell.cell not in points.get(cell.layer, {})],
+    )
+
+
+def _measure_into(
+    entries: dict[EntryKey, Entry],
+    tasks: list[ProbeTask],
+    backend: Backend,
+    db: LatencyDB,
+    fp_hash: str,
+    *,
+    batch: int,
+    precision: str,
+    protocol: MeasureProtocol,
+    progress: Progress,
+    label: str,
+) -> None:
+    """Measure `tasks`, committing each entry as it comes (an interrupt loses at most one) into `db` and
+    `entries`.
+
+    Random order: a burst of load from another process then inflates scattered cells of many tables (errors
+    that average out in a sum) instead of every cell of one layer's table.
+    """
+    np.random.default_rng(int(fp_hash[:8], 16)).shuffle(tasks)  # type: ignore[arg-type]
+    with progress:
+        bar = progress.add_task(label, total=len(tasks))
+        for task in tasks:
+            probe = build_probe(task.spec, task.k_in, task.k_out, batch)
+            m = measure_probe(backend, probe, protocol, batch=batch, precision=precision)
+            entry = Entry(
+                task.spec.signature, task.k_in, task.k_out, m.median_ms, m.p10_ms, m.p90_ms, m.runs, m.seconds
+            )
+            db.put_entries(fp_hash, [entry])
+            entries[task.key] = entry
+            progress.advance(bar)
 
 
 def estimate_seconds(

@@ -4,19 +4,27 @@ Rows follow the input group's levels and columns the output group's. A side that
 group (a Concat input, the network input, the classifier output) has a single level, its full width.
 A depthwise layer has one row: its input and output channels are the same group, so the column's
 level is both k_in and k_out.
+
+A plan whose widths fall between levels is read by linear interpolation, unless the cell it needs was
+measured on its own (`points`, filled by `profile.profile_off_grid` for `predict`): the grid is what the
+solver chooses from, and a probe at an off-grid width is worth measuring only for the plan that uses it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+Cell = tuple[int, int]  # (k_in, k_out) in table units: group widths, the fixed level on a single-level axis
+
 
 @dataclass(frozen=True)
 class LatencyTable:
-    """`ms[i, j]` is the median latency (ms) at `in_levels[i]` inputs and `out_levels[j]` outputs."""
+    """`ms[i, j]` is the median latency (ms) at `in_levels[i]` inputs and `out_levels[j]` outputs;
+    `points` holds cells measured off the grid, {(k_in, k_out): ms}."""
 
     layer: str
     in_group: str | None  # the group indexing rows; None when the table has a single row
@@ -26,6 +34,7 @@ class LatencyTable:
     ms: np.ndarray
     depthwise: bool = False
     estimate: bool = False
+    points: dict[Cell, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.ms.shape != (len(self.in_levels), len(self.out_levels)):
@@ -39,15 +48,33 @@ class LatencyTable:
         """Latency with every channel kept (the last level on both axes)."""
         return float(self.ms[-1, -1])
 
+    def cell(self, k_in: int | None, k_out: int | None) -> Cell:
+        """The table's coordinates for a layer at (k_in, k_out): `None` (the full width) and any width on a
+        single-level axis become that axis's one level, which the table reads whatever the plan keeps."""
+        return _coordinate(self.in_levels, k_in), _coordinate(self.out_levels, k_out)
+
+    def on_grid(self, k_in: int | None, k_out: int | None) -> bool:
+        """Whether (k_in, k_out) is a measured grid cell (no interpolation, no clamping)."""
+        cell_in, cell_out = self.cell(k_in, k_out)
+        return cell_in in self.in_levels and cell_out in self.out_levels
+
     def lookup(self, k_in: int | None, k_out: int | None) -> float:
-        """Latency at (k_in, k_out), linear between grid levels and clamped outside them.
+        """Latency at (k_in, k_out): a cell measured off the grid if there is one, else linear between grid
+        levels and clamped outside them.
 
         `None` means "the full width". Clamping below the smallest level overestimates, which keeps a
         latency budget safe. A single-row/column axis ignores its argument.
         """
+        exact = self.points.get(self.cell(k_in, k_out))
+        if exact is not None:
+            return exact
         row = _weights(self.in_levels, k_in)
         col = _weights(self.out_levels, k_out)
         return float(sum(wr * wc * self.ms[i, j] for i, wr in row for j, wc in col))
+
+    def with_points(self, points: dict[Cell, float]) -> LatencyTable:
+        """This table with more off-grid cells measured (a new table: tables are shared read-only)."""
+        return dataclasses.replace(self, points={**self.points, **points})
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +86,7 @@ class LatencyTable:
             "ms": self.ms.tolist(),
             "depthwise": self.depthwise,
             "estimate": self.estimate,
+            "points": [[k_in, k_out, ms] for (k_in, k_out), ms in sorted(self.points.items())],
         }
 
     @classmethod
@@ -72,7 +100,23 @@ class LatencyTable:
             ms=np.asarray(data["ms"], dtype=np.float64),
             depthwise=bool(data.get("depthwise", False)),
             estimate=bool(data.get("estimate", False)),
+            points={(int(k_in), int(k_out)): float(ms) for k_in, k_out, ms in data.get("points", [])},
         )
+
+
+def neighbours(levels: tuple[int, ...], k: int) -> tuple[int, int]:
+    """The grid levels width `k` is read between: (k, k) on a level, the lowest (highest) level twice
+    when it is clamped below (above) the grid, else the levels just below and above it."""
+    if k <= levels[0]:
+        return levels[0], levels[0]
+    if k >= levels[-1]:
+        return levels[-1], levels[-1]
+    hi = int(np.searchsorted(levels, k))
+    return (k, k) if levels[hi] == k else (levels[hi - 1], levels[hi])
+
+
+def _coordinate(levels: tuple[int, ...], k: int | None) -> int:
+    return levels[-1] if k is None or len(levels) == 1 else k
 
 
 def _weights(levels: tuple[int, ...], k: int | None) -> list[tuple[int, float]]:

@@ -80,7 +80,7 @@ def prune(model: nn.Module, example_inputs: Inputs, data: Iterable[Batch], loss_
         target_ms = ready.dense_ms / speedup
     else:
         target_ms = 1000.0 * batch / fps if fps is not None else float(latency_ms)
-    plan = plan_for(ready, target_ms, solver, rounds=rounds, time_limit=time_limit)
+    plan = plan_for(ready, target_ms, solver, rounds=rounds, time_limit=time_limit, speedup=speedup)
     apply_masks(model, ready.graph, plan, example_inputs)
     return recalibrate_batch_norm(model, ready.batches, len(ready.batches)), plan
 
@@ -124,20 +124,22 @@ def _check_target(fps: float | None, latency_ms: float | None, speedup: float | 
 
 
 def plan_for(ready: PruningSetup, target_ms: float, solver: str = "milp", *, rounds: int = ROUNDS,
-             time_limit: float | None = 60.0) -> Plan:
+             time_limit: float | None = 60.0, speedup: float | None = None) -> Plan:
     """Run `build`'s closed loop (`mdp_trt.closed_loop`) on the export: solve, prune, measure, correct.
 
-    Returns the met plan with the most importance, else the fastest one measured (`extra["met"]` says
-    which); raises BudgetError when no round finds a plan.
+    With `speedup` the target is relative (each plan's ratio to dense, timed interleaved, against
+    1/speedup), else `target_ms` is absolute. Returns the met plan with the most importance, else the loop's
+    fallback (`extra["met"]` says which, decided on the plan's 95% interval; `extra["measured"]` is that
+    verdict, as `build`'s report states it); raises BudgetError when no round finds a plan.
     """
     info: dict[str, Any] = {"target_ms": target_ms, "dense_ms": ready.dense_ms, "batch": ready.batch, "rounds": []}
     if ready.dense_ms <= target_ms:
         return Plan(extra={**info, "measured_ms": ready.dense_ms, "met": True})
     chosen = closed_loop(ready.graph.onnx_model, ready.graph.structure, ready.scores, ready.levels,
                          ready.problem(target_ms),
-                         ready.backend, target_ms, solver=solver, rounds=rounds, time_limit=time_limit,
-                         batch=ready.batch)
+                         ready.backend, target_ms, speedup=speedup, solver=solver, rounds=rounds,
+                         time_limit=time_limit, batch=ready.batch)
     plan = chosen.plan
     return Plan(plan.groups, plan.remove_blocks, {**plan.extra, **info, "rounds": chosen.rounds,
-                                                  "measured_ms": chosen.measured_ms,
-                                                  "met": chosen.measured_ms <= target_ms})
+                                                  "measured_ms": chosen.measured_ms, "met": chosen.verdict.met,
+                                                  "measured": chosen.verdict.to_json(ready.batch)})

@@ -59,7 +59,15 @@ def test_outputs_and_report_schema(pruned_build):
     assert not any(name.startswith(".") for name in names), "no staging or temp files left"
     report = json.loads((out / "report.json").read_text())
     assert set(report) >= REPORT_KEYS
-    assert report["measured"]["met"] == (report["measured"]["latency_ms"] <= report["target"]["latency_ms"])
+    measured = report["measured"]
+    low, high = measured["latency_ci_ms"]
+    assert low <= measured["latency_ms"] <= high and measured["confidence"] == 0.95
+    assert measured["decision"] == ("met" if high <= measured["target_ms"] else
+                                    "not met" if low > measured["target_ms"] else "undecided")
+    assert measured["met"] == (measured["decision"] == "met")
+    assert measured["scheme"] == "interleaved" and measured["pairs"] >= 3, "timed against dense, in pairs"
+    assert measured["ratio_ci"][0] <= measured["ratio"] <= measured["ratio_ci"][1]
+    assert measured["target_ms"] == pytest.approx(report["target"]["latency_ms"]), "an absolute target"
     assert 0 < report["importance_kept"] <= 1
     assert report["backend"]["name"] == "ort" and report["backend"]["estimate"] is False
     assert report["rounds"], "the closed loop records its rounds"

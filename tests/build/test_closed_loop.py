@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import onnx
 import pytest
 
-from mdp_trt.closed_loop import NOISE, closed_loop
+from mdp_trt.closed_loop import MET, NOT_MET, UNDECIDED, closed_loop, judge
 from mdp_trt.graph import analyze
 from mdp_trt.latency.backends import get_backend
 from mdp_trt.latency.calibrate import Calibration
 from mdp_trt.latency.grid import GridConfig, group_levels
-from mdp_trt.latency.measurement import Measurement
+from mdp_trt.latency.measurement import Comparison, Measurement
 from mdp_trt.latency.profile import profile_tables
+from mdp_trt.latency.protocol import InterleavedProtocol, Timer
 from mdp_trt.latency.store import LatencyDB
 from mdp_trt.solve.from_model import problem_from_model
 from mdp_trt.zoo import build
@@ -22,19 +26,40 @@ GRID = GridConfig(levels=8, align=8)
 
 
 class Scripted:
-    """A device whose measurements are given in advance, one per measured plan, as fractions of the target."""
+    """A device whose timings are given in advance: the dense model runs at `dense_ms`, and each new plan at
+    its fraction of the target. A fraction given as (fraction, spread) varies from block to block by up to
+    ±spread (seeded), so its interval has a width; a plain fraction is timed exactly."""
 
     name = "scripted"
 
-    def __init__(self, target_ms: float, fractions: list[float]) -> None:
-        self.results = [f * target_ms for f in fractions]
+    def __init__(self, dense: onnx.ModelProto, dense_ms: float, target_ms: float,
+                 fractions: list[float | tuple[float, float]]) -> None:
+        self.dense, self.dense_ms, self.target_ms = dense, dense_ms, target_ms
+        self.fractions = list(fractions)
+        self.rng = np.random.default_rng(0)
 
     def fingerprint(self, batch: int, precision: str) -> dict[str, Any]:
         return {"backend": self.name, "estimate": False}
 
     def measure(self, model, protocol, *, batch: int = 1, precision: str = "fp32") -> Measurement:
-        ms = self.results.pop(0)
-        return Measurement(ms, ms, ms, runs=10, seconds=0.01)
+        raise AssertionError("plans are timed against dense interleaved, never benched alone")
+
+    @contextlib.contextmanager
+    def open_timer(self, model, *, batch: int = 1, precision: str = "fp32") -> Iterator[Timer]:
+        if model is self.dense:
+            yield lambda runs: [self.dense_ms] * runs
+            return
+        fraction, spread = _spread(self.fractions.pop(0))
+        ms = fraction * self.target_ms
+
+        def timer(runs: int) -> list[float]:
+            return [ms * (1 + spread * float(self.rng.uniform(-1, 1)))] * runs
+
+        yield timer
+
+
+def _spread(entry: float | tuple[float, float]) -> tuple[float, float]:
+    return entry if isinstance(entry, tuple) else (entry, 0.0)
 
 
 @pytest.fixture(scope="module")
@@ -51,29 +76,46 @@ def toy(tmp_path_factory):
     return model, structure, scores, levels, problem, dense_ms
 
 
-def run(toy, fractions: list[float]):
+def run(toy, fractions: list[float | tuple[float, float]]):
     model, structure, scores, levels, problem, dense_ms = toy
     target = 0.5 * dense_ms
-    return closed_loop(model, structure, scores, levels, problem, Scripted(target, fractions), target), target
+    device = Scripted(model, dense_ms, target, fractions)
+    return closed_loop(model, structure, scores, levels, problem, device, target), target
 
 
-def test_a_plan_met_within_the_measurements_noise_does_not_stop_the_loop(toy):
-    chosen, target = run(toy, [1.0 - NOISE / 2, 0.97, 0.5])
-    assert len(chosen.rounds) == 2, "round 1 met the target by less than the noise; round 2 met it safely"
+def test_a_plan_met_within_5_percent_ends_the_loop(toy):
+    chosen, target = run(toy, [0.97, 0.5])
+    assert len(chosen.rounds) == 1 and chosen.verdict.decision == MET
     assert chosen.measured_ms == pytest.approx(0.97 * target)
+    assert chosen.verdict.latency_ci_ms == pytest.approx((0.97 * target, 0.97 * target))
 
 
-def test_a_plan_met_only_within_the_noise_is_still_preferred_to_none(toy):
-    chosen, target = run(toy, [1.0 - NOISE / 2, 1.2, 1.1, 1.3, 1.15])
-    assert len(chosen.rounds) > 1, "round 1 was not safe, so the loop went on"
-    assert chosen.measured_ms == pytest.approx((1.0 - NOISE / 2) * target)
+def test_a_plan_met_with_room_to_spare_relaxes_the_budget_and_the_fuller_plan_wins(toy):
+    chosen, target = run(toy, [0.5, 0.97, 0.9])
+    assert [r["decision"] for r in chosen.rounds] == [MET, MET]
+    assert chosen.rounds[1]["budget_ms"] > chosen.rounds[0]["budget_ms"]
+    assert chosen.measured_ms == pytest.approx(0.97 * target), "more importance kept, still met"
 
 
-def test_nothing_met_returns_the_fastest_plan(toy):
+def test_a_plan_whose_interval_straddles_the_target_does_not_end_the_loop(toy):
+    chosen, target = run(toy, [(1.0, 0.05), 0.97])
+    first = chosen.rounds[0]
+    assert first["decision"] == UNDECIDED and first["measured_ci_ms"][0] < target < first["measured_ci_ms"][1]
+    assert len(chosen.rounds) == 2 and chosen.verdict.decision == MET, "the next plan aims under the interval"
+
+
+def test_an_undecided_plan_is_preferred_to_plans_clearly_over(toy):
+    chosen, _ = run(toy, [(1.0, 0.05), 1.2, 1.1, 1.3, 1.15])
+    assert len(chosen.rounds) == 5 and chosen.rounds[0]["decision"] == UNDECIDED
+    assert all(r["decision"] == NOT_MET for r in chosen.rounds[1:])
+    assert chosen.verdict.decision == UNDECIDED and not chosen.verdict.met
+
+
+def test_nothing_met_returns_the_plan_closest_to_its_target(toy):
     chosen, target = run(toy, [1.04, 1.02, 1.05, 1.03, 1.06])
     measured = [r["measured_ms"] for r in chosen.rounds]
     assert len(measured) > 1 and min(measured) > target
-    assert chosen.measured_ms == min(measured)
+    assert chosen.measured_ms == min(measured) and chosen.verdict.decision == NOT_MET
 
 
 def test_a_pruned_model_ort_cannot_run_ends_the_loop_as_a_verification_error_before_any_bench(toy, monkeypatch):
@@ -84,7 +126,40 @@ def test_a_pruned_model_ort_cannot_run_ends_the_loop_as_a_verification_error_bef
 
     monkeypatch.setattr(closed_loop_module, "prune_model", lambda *a, **k: bad_bias(prune_model(*a, **k)))
     model, structure, scores, levels, problem, dense_ms = toy
-    device = Scripted(0.5 * dense_ms, [0.9])
+    device = Scripted(model, dense_ms, 0.5 * dense_ms, [0.9])
     with pytest.raises(VerificationError, match="does not run in ONNX Runtime"):
         closed_loop(model, structure, scores, levels, problem, device, 0.5 * dense_ms)
-    assert device.results == [0.9 * 0.5 * dense_ms], "nothing was benched"
+    assert device.fractions == [0.9], "nothing was timed"
+
+
+# --- verdicts ---------------------------------------------------------------------------------------------
+
+
+def drifting_comparison(slowdown: float) -> Comparison:
+    """The candidate at exactly half of dense, on a host that gets `slowdown` slower per block pair."""
+    calls = {"n": 0}
+
+    def dense(runs: int) -> list[float]:
+        calls["n"] += 1
+        return [1.0 + slowdown * calls["n"]] * runs
+
+    def half(runs: int) -> list[float]:
+        return [0.5 * (1.0 + slowdown * calls["n"])] * runs
+
+    protocol = InterleavedProtocol(warmup_runs=1, warmup_seconds=0.0, block_ms=0.0, min_pairs=20, max_pairs=20)
+    return protocol.run(dense, half, settled=lambda c: False)
+
+
+def test_a_relative_target_is_decided_by_the_ratio_whatever_the_host_did() -> None:
+    comparison = drifting_comparison(0.02)
+    assert judge(comparison, target_ms=0.0, speedup=2.0).decision == MET, "0.5x dense meets a 2x speed-up"
+    assert judge(comparison, target_ms=0.0, speedup=2.1).decision == NOT_MET
+
+
+def test_an_absolute_target_is_met_only_at_the_slowest_dense_latency_the_window_saw() -> None:
+    steady, drifting = drifting_comparison(0.0), drifting_comparison(0.02)
+    assert judge(steady, target_ms=0.5).decision == MET
+    low, high = judge(drifting, target_ms=0.5).latency_ci_ms
+    assert high >= 0.5 * max(drifting.reference.segments_ms) and low <= 0.5 * min(drifting.reference.segments_ms)
+    target = 0.5 * drifting.reference.median_ms
+    assert judge(drifting, target_ms=target).decision == UNDECIDED, "the host moved more than the target's margin"

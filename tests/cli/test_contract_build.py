@@ -28,9 +28,9 @@ from mdp_trt.cli import main
 from mdp_trt.errors import InputError
 from mdp_trt.graph import analyze
 from mdp_trt.io import save_model_atomic
-from mdp_trt.latency.bench import BenchResult
 from mdp_trt.latency.calibrate import Calibration, fit
-from mdp_trt.latency.measurement import Measurement
+from mdp_trt.latency.measurement import Comparison
+from mdp_trt.latency.protocol import InterleavedProtocol
 from mdp_trt.zoo import build as zoo_build
 
 OUTPUTS = {"model.pruned.onnx", "plan.json", "problem.json", "report.json", "model.ort.onnx", "model.ort.json"}
@@ -57,9 +57,10 @@ def one_line_error(err: str) -> str:
     return lines[0]
 
 
-def slow_bench(model, backend, *, batch: int = 1, precision: str = "fp32") -> BenchResult:
-    """Every pruned plan measures 1 s: no plan can meet a target of a fraction of a millisecond."""
-    return BenchResult(Measurement(1000.0, 1000.0, 1000.0, runs=10, seconds=0.01), batch, backend.name)
+def slow_comparison(reference, candidate, backend, **_kwargs) -> Comparison:
+    """Every pruned plan measures 1000x dense, timed against it: no plan can meet a speed-up of 1.2."""
+    steady = InterleavedProtocol(warmup_runs=1, warmup_seconds=0.0, block_ms=0.0)
+    return steady.run(lambda runs: [1.0] * runs, lambda runs: [1000.0] * runs)
 
 
 def negative_offset(*_args, **_kwargs) -> Calibration:
@@ -70,7 +71,7 @@ def negative_offset(*_args, **_kwargs) -> Calibration:
 @contextlib.contextmanager
 def scripted_misses() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(closed_loop_module, "bench_model", slow_bench)
+        patch.setattr(closed_loop_module, "compare_models", slow_comparison)
         patch.setattr(build_module, "calibrate", negative_offset)
         yield
 

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mdp_trt.latency.protocol import MeasureProtocol, median_ci, median_rel_halfwidth
+from mdp_trt.latency.bench import BenchResult
+from mdp_trt.latency.protocol import MeasureProtocol, median_ci, median_rel_halfwidth, summarize
 
 
 class FakeDevice:
@@ -78,3 +79,28 @@ def test_median_ci_brackets_the_median(samples: list[float]) -> None:
     med = float(np.median(samples))
     assert lo <= med <= hi
     assert median_rel_halfwidth(samples) >= 0
+
+
+def test_a_steady_host_is_not_called_drifting_and_a_step_is() -> None:
+    rng = np.random.default_rng(0)
+    steady = summarize((2.0 * rng.lognormal(0, 0.05, 400)).tolist(), 1.0)
+    assert not steady.drifted and steady.drift < 0.05 and len(steady.segments_ms) == 4
+    low, high = steady.median_ci
+    assert low < steady.median_ms < high and steady.precision < 0.01
+    step = np.concatenate([2.0 * rng.lognormal(0, 0.05, 200), 2.6 * rng.lognormal(0, 0.05, 200)])
+    moved = summarize(step.tolist(), 1.0)
+    assert moved.drifted and moved.drift > 0.2
+    assert not summarize([2.0, 2.6] * 5, 1.0).drifted, "too few runs to cut into segments says nothing"
+
+
+def test_bench_states_its_interval_and_warns_when_the_host_drifted() -> None:
+    rng = np.random.default_rng(1)
+    drifting = summarize(np.linspace(2.0, 3.0, 200).tolist(), 1.0)
+    result = BenchResult(drifting, batch=4, backend="ort")
+    assert result.warning and "drifted" in result.warning
+    data = result.to_json()
+    low, high = data["median_ci_ms"]
+    assert data["drifted"] and low <= data["latency_ms"] <= high
+    assert data["fps_ci"] == pytest.approx([4000.0 / high, 4000.0 / low])
+    quiet = BenchResult(summarize((2.0 * rng.lognormal(0, 0.02, 200)).tolist(), 1.0), batch=4, backend="ort")
+    assert quiet.warning is None and not quiet.to_json()["drifted"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -9,8 +10,8 @@ import onnx
 
 from mdp_trt.errors import InputError
 from mdp_trt.graph.input_shapes import Shapes, static_input_shapes
-from mdp_trt.latency.measurement import Measurement
-from mdp_trt.latency.protocol import MeasureProtocol
+from mdp_trt.latency.measurement import Comparison, Measurement
+from mdp_trt.latency.protocol import InterleavedProtocol, MeasureProtocol, Settled, Timer
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -21,6 +22,11 @@ class Backend(Protocol):
 
     `fingerprint` describes the device and settings that change latency; measurements are only
     comparable (and shared in the database) under an equal fingerprint.
+
+    Two optional methods, found by `measure_probe` and `measure_interleaved` below: `measure_probe` (a
+    probe timed as its layer costs inside a model) and `open_timer(model, *, batch, precision)`, a context
+    manager that loads the model and yields a `protocol.Timer` for it, and that must allow two models to be
+    loaded at once, so that they can be timed in alternation.
     """
 
     name: str
@@ -45,6 +51,43 @@ def measure_probe(
     if own is not None:
         return own(model, protocol, batch=batch, precision=precision)
     return backend.measure(model, protocol, batch=batch, precision=precision)
+
+
+# A backend without `open_timer` is compared in short alternating measurements, each loading its model.
+SEQUENTIAL_BLOCK = MeasureProtocol(warmup_runs=1, warmup_seconds=0.0, min_runs=5, max_seconds=0.1, rel_ci=0.02)
+
+
+def measure_interleaved(
+    backend: Backend, reference: onnx.ModelProto, candidate: onnx.ModelProto, protocol: InterleavedProtocol, *,
+    batch: int = 1, precision: str = "fp32", settled: Settled | None = None,
+) -> Comparison:
+    """Time `candidate` against `reference` in one window so that the host's drift cancels (see
+    `InterleavedProtocol`), whatever the backend can do:
+
+    - a backend whose fingerprint says `estimate` runs nothing: its numbers are deterministic, so the ratio
+      of its two estimates is exact (scheme "estimate");
+    - one with `open_timer` holds both models loaded and alternates blocks of runs (scheme "interleaved");
+    - any other alternates short whole measurements (`SEQUENTIAL_BLOCK`, each loading its model again), one
+      block each, with the same statistic: drift slower than a block still cancels, but each block costs a
+      load, so fewer pairs fit in the time cap (scheme "sequential blocks", which the report states).
+    """
+    if backend.fingerprint(batch, precision).get("estimate"):
+        ref = backend.measure(reference, SEQUENTIAL_BLOCK, batch=batch, precision=precision)
+        cand = backend.measure(candidate, SEQUENTIAL_BLOCK, batch=batch, precision=precision)
+        ratio = cand.median_ms / ref.median_ms
+        return Comparison(ratio, (ratio, ratio), ref, cand, (ratio,), (ref.median_ms,), 0.0, "estimate")
+    opener = getattr(backend, "open_timer", None)
+    if opener is not None:
+        with opener(reference, batch=batch, precision=precision) as ref_timer, \
+                opener(candidate, batch=batch, precision=precision) as cand_timer:
+            return protocol.run(ref_timer, cand_timer, settled=settled)
+
+    def timer(model: onnx.ModelProto) -> Timer:
+        return lambda runs: [backend.measure(model, SEQUENTIAL_BLOCK, batch=batch, precision=precision).median_ms]
+
+    one_per_block = dataclasses.replace(protocol, block_ms=0.0, switch_runs=False, warmup_runs=1,
+                                        warmup_seconds=0.0)
+    return one_per_block.run(timer(reference), timer(candidate), settled=settled, scheme="sequential blocks")
 
 
 def check_precision(precision: str) -> None:

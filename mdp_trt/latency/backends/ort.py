@@ -6,10 +6,11 @@ so probes are timed under exactly the settings the pruned model will run with.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from mdp_trt.latency.backends.base import check_precision, input_feeds
 from mdp_trt.latency.backends.ort_profile import kernel_times_ms, read_profile
 from mdp_trt.latency.device import cpu_name, default_threads
 from mdp_trt.latency.measurement import Measurement
-from mdp_trt.latency.protocol import MeasureProtocol, summarize
+from mdp_trt.latency.protocol import MeasureProtocol, Timer, summarize
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -130,6 +131,13 @@ class OrtBackend:
         self, model: onnx.ModelProto, protocol: MeasureProtocol, *, batch: int = 1, precision: str = "fp32"
     ) -> Measurement:
         return protocol.run(self._runner(self.session(model, precision), model, batch, precision))
+
+    @contextlib.contextmanager
+    def open_timer(self, model: onnx.ModelProto, *, batch: int = 1, precision: str = "fp32") -> Iterator[Timer]:
+        """A session for `model` held open, timed run by run as `measure` times it; sessions are independent,
+        so two can be open at once and timed in alternation (`base.measure_interleaved`)."""
+        run_once = self._runner(self.session(model, precision), model, batch, precision)
+        yield lambda runs: [run_once() for _ in range(runs)]
 
     def measure_probe(
         self, model: onnx.ModelProto, protocol: MeasureProtocol, *, batch: int = 1, precision: str = "fp32"

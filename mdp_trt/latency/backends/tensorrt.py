@@ -7,7 +7,8 @@ What is measured:
   `set_tensor_address`, one `execute_async_v3` captured into a CUDA graph (run directly, with a warning,
   when TensorRT cannot be captured), replayed with two iterations in flight as trtexec does, each bracketed
   by CUDA events. The start event is recorded behind the previous iteration's work, so it fires when the
-  GPU starts this one, and the sample holds no host launch latency.
+  GPU starts this one, and the sample holds no host launch latency. `open_timer` times two engines so in
+  alternation (the closed loop's comparisons), the GPU drained between them.
 - probes (`measure_probe`): the per-layer GPU times TensorRT's `IProfiler` reports for each run, summed
   without the reformat layers TensorRT adds at a lone layer's edges ("Reformatting CopyNode for Input
   Tensor 0 to ..." from FP32 linear to, say, FP16 channel-major): inside its model the layer is handed
@@ -55,7 +56,7 @@ from mdp_trt.latency.backends.cuda import (
     require_gpu,
 )
 from mdp_trt.latency.measurement import Measurement
-from mdp_trt.latency.protocol import MeasureProtocol
+from mdp_trt.latency.protocol import MeasureProtocol, Timer
 
 log = logging.getLogger(__name__)
 
@@ -331,6 +332,22 @@ class TensorRTBackend:
         with EngineRunner(self._trt, self._cudart, self._runtime, engine, input_shapes(model, batch)) as runner:
             return protocol.run(runner.gpu_compute_ms)
 
+    @contextlib.contextmanager
+    def open_timer(self, model: onnx.ModelProto, *, batch: int = 1, precision: str = "fp32") -> Iterator[Timer]:
+        """An engine for `model` held loaded, timed as `measure` times it, with the GPU left idle after each
+        call (`EngineRunner.drain`): two engines on their own streams would otherwise overlap on the GPU when
+        they are timed in alternation (`base.measure_interleaved`). The first sample of each call starts on
+        an idle stream, so it includes the launch and is dropped, as `measure`'s warm-up drops it."""
+        engine = self.build(model, batch, precision)
+        with EngineRunner(self._trt, self._cudart, self._runtime, engine, input_shapes(model, batch)) as runner:
+
+            def timed(runs: int) -> list[float]:
+                samples = [runner.gpu_compute_ms() for _ in range(runs + 1)][1:]
+                runner.drain()
+                return samples
+
+            yield timed
+
     def measure_probe(
         self, model: onnx.ModelProto, protocol: MeasureProtocol, *, batch: int = 1, precision: str = "fp32"
     ) -> Measurement:
@@ -484,6 +501,11 @@ class EngineRunner:
         start, end = self._pending.popleft()
         check(cudart.cudaEventSynchronize(end), "cudaEventSynchronize")
         return float(check(cudart.cudaEventElapsedTime(start, end), "cudaEventElapsedTime"))
+
+    def drain(self) -> None:
+        """Wait for the iterations still in flight and forget them, leaving the GPU to whatever runs next."""
+        check(self._cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+        self._pending.clear()
 
     def layer_ms(self) -> float:
         """One sample of a probe's own time (ms): its layers' GPU times in one run, reformat layers left out.
