@@ -29,6 +29,9 @@ def main() -> None:
                         help="TorchScript variants: BN kept (no), folded (yes) or both")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="these families only")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--input-size", type=int, default=None, metavar="N",
+                        help="export at N x N instead of each family's test size (the detectors, whose anchors "
+                             "are built for their size, keep it)")
     args = parser.parse_args()
     names = args.only or list(families.FAMILIES)
     unknown = sorted(set(names) - set(families.FAMILIES))
@@ -41,6 +44,8 @@ def main() -> None:
     for name in names:
         model = families.make(name, seed=args.seed)
         shape = families.input_shape(name)
+        if args.input_size and not name.startswith("yolo"):
+            shape = (*shape[:2], args.input_size, args.input_size)
         variants = [(f"{name}.fold.onnx" if fold else f"{name}.onnx", fold, False) for fold in folds]
         if args.dynamo:
             variants.append((f"{name}.dynamo.onnx", True, True))

@@ -10,11 +10,10 @@ each ONNX Runtime CPU thread count (`--threads 1 2 all`; all = os.cpu_count()) a
    - off-grid: every group at a random multiple of 8 from its lowest grid level to its full width, so most
      layers fall between levels; as `predict` does, the probes of those cells are measured and stored
      (the "interpolated" column gives the error had the tables been interpolated instead);
-3. time each plan's pruned model and the dense model interleaved in one process: both ONNX Runtime
-   sessions loaded at once (the ORT backend's session options), run in alternating turns, pruned, dense,
-   pruned, dense, ... (`interleaved`: each turn one untimed run, then `--turn-runs` timed ones), so a drift
-   of the shared host slows both alike and cancels in their ratio; measured = the median per-turn ratio
-   t(pruned) / t(dense);
+3. time each plan's pruned model against the dense model interleaved, exactly as `build` does
+   (`compare_models`: both ONNX Runtime sessions loaded at once, alternating blocks of about 50 ms after
+   switch-over runs), so a drift of the shared host slows both alike and cancels in their ratio;
+   measured = the median per-pair ratio t(pruned) / t(dense);
 4. report the **ratio error**: the error of the predicted speed-up predict(plan) / predict(dense) against
    the measured t(pruned) / t(dense), for the bilayer model (MDP: tables read at kept inputs and kept
    outputs, calibrated) and a HALP-style one (inputs frozen at the dense width, calibrated on the same
@@ -35,6 +34,7 @@ Run: python benchmarks/latency_model.py [--models resnet50 mobilenet_v2] [--mode
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -42,7 +42,7 @@ import shlex
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +54,9 @@ from mdp_trt.graph import analyze, load_model
 from mdp_trt.graph.structure import Structure
 from mdp_trt.importance.selection import random_channels
 from mdp_trt.io import write_text_atomic
-from mdp_trt.latency import GridConfig, get_backend, layer_sum, model_opset, profile_tables, session_options
-from mdp_trt.latency.backends import input_feeds
+from mdp_trt.latency import GridConfig, get_backend, layer_sum, model_opset, profile_tables
+from mdp_trt.latency.backends import Backend
+from mdp_trt.latency.bench import compare_models
 from mdp_trt.latency.calibrate import (
     DEFAULT_POINTS,
     DEFAULT_ROUNDS,
@@ -66,9 +67,10 @@ from mdp_trt.latency.calibrate import (
     random_plan,
 )
 from mdp_trt.latency.grid import group_levels
+from mdp_trt.latency.measurement import Comparison
 from mdp_trt.latency.predict import removed_layers
 from mdp_trt.latency.profile import profile_off_grid
-from mdp_trt.latency.protocol import median_ci
+from mdp_trt.latency.protocol import COMPARE_PROTOCOL
 from mdp_trt.latency.tables import LatencyTable
 from mdp_trt.prune import Plan, prune_model
 from mdp_trt.zoo import build
@@ -76,25 +78,6 @@ from mdp_trt.zoo import build
 KINDS = ("on-grid", "off-grid")
 OFF_GRID_ALIGN = 8
 LOADED = 0.25  # cores other processes used during a plan's timing above which the table counts the plan
-
-
-@dataclass(frozen=True)
-class Interleaved:
-    """Pruned vs dense timed in alternation: the median per-turn ratio with its 95% CI, each model's median
-    latency over the same span, and how many cores other processes used meanwhile."""
-
-    ratio: float
-    ratio_low: float
-    ratio_high: float
-    pruned_ms: float
-    dense_ms: float
-    turns: int
-    other_cores: float
-
-    @property
-    def ci_pct(self) -> float:
-        """Half-width of the ratio's CI in percent of it: the noise floor of this plan's ratio error."""
-        return 100 * (self.ratio_high - self.ratio_low) / 2 / self.ratio
 
 
 class OtherLoad:
@@ -133,69 +116,43 @@ def wait_quiet(seconds: float, threshold: float = 0.1, window: float = 0.5) -> N
             return
 
 
-class Session:
-    """One model loaded in ONNX Runtime the way the ORT backend loads it, inputs bound once (no copies in
-    the timed region).
+@dataclass(frozen=True)
+class Timing:
+    """A plan timed against dense (`mdp_trt.latency.bench.compare_models`, as `build` times it), and how
+    many cores other processes used meanwhile."""
 
-    One option more, `session.force_spinning_stop`: ONNX Runtime's intra-op threads spin for work after a
-    run, and an idle session's spinning threads take the cores of the session that runs next. Measured on
-    mobilenet_v2 at 2 threads on 2 cores: dense 2.6 ms timed alone, 7.0 ms alternating with a pruned plan
-    (ratio 0.28-0.40 against 0.62 alone); with the option, 2.6 ms alone (it does not change a session run
-    on its own) and 2.9 ms alternating (ratio 0.64)."""
+    comparison: Comparison
+    other_cores: float
 
-    def __init__(self, model: onnx.ModelProto, threads: int, batch: int) -> None:
-        import onnxruntime as ort
+    @property
+    def ratio(self) -> float:
+        return self.comparison.ratio
 
-        options = session_options(threads)
-        options.add_session_config_entry("session.force_spinning_stop", "1")
-        self.session = ort.InferenceSession(
-            model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
-        )
-        self.binding = self.session.io_binding()
-        for name, value in input_feeds(model, batch).items():
-            self.binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value, "cpu", 0))
-        for out in self.session.get_outputs():
-            self.binding.bind_output(out.name, "cpu")
+    @property
+    def ci_pct(self) -> float:
+        """Half-width of the ratio's 95% interval in percent of it: the noise floor of this plan's error."""
+        low, high = self.comparison.ratio_ci
+        return 100 * (high - low) / 2 / self.ratio
 
-    def run_ms(self) -> float:
-        start = time.perf_counter_ns()
-        self.session.run_with_iobinding(self.binding)
-        return (time.perf_counter_ns() - start) / 1e6
+    @property
+    def pruned_ms(self) -> float:
+        return self.comparison.candidate.median_ms
 
-    def turn(self, runs: int, rewarm: int) -> float:
-        """Median of `runs` timed runs after `rewarm` untimed ones."""
-        for _ in range(rewarm):
-            self.run_ms()
-        return float(np.median([self.run_ms() for _ in range(runs)]))
+    @property
+    def dense_ms(self) -> float:
+        return self.comparison.reference.median_ms
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ratio": self.ratio, "ratio_ci": list(self.comparison.ratio_ci), "pruned_ms": self.pruned_ms,
+                "dense_ms": self.dense_ms, "pairs": self.comparison.pairs, "other_cores": self.other_cores}
 
 
-def interleaved(pruned: Session, dense: Session, *, runs: int = 3, rewarm: int = 1, min_turns: int = 10,
-                rel_ci: float = 0.01, max_seconds: float = 3.0) -> Interleaved:
-    """Time the two models in alternating turns (pruned, dense, pruned, dense, ...), each turn `rewarm`
-    untimed runs and `runs` timed ones, both sessions loaded all along: a drift of the host slower than a
-    turn slows both alike and cancels in the per-turn ratio. Stops once `min_turns` pairs are in and the
-    median ratio's 95% CI is within `rel_ci`, or `max_seconds` have passed (and 3 pairs are in).
-
-    The untimed run refills the caches the other model evicted: with plain A B A B (`runs=1, rewarm=0`)
-    mobilenet_v2 at 1 thread measured a ratio 5-8% above its back-to-back one, which is how a deployed
-    model runs; with one untimed and 3 timed runs per turn, within 1%."""
-    pruned.turn(3, 0)
-    dense.turn(3, 0)
-    ratios: list[float] = []
-    times: tuple[list[float], list[float]] = ([], [])
+def time_against_dense(model: onnx.ModelProto, pruned: onnx.ModelProto, backend: Backend, batch: int,
+                       seconds: float) -> Timing:
     load = OtherLoad()
-    while True:
-        t_pruned, t_dense = pruned.turn(runs, rewarm), dense.turn(runs, rewarm)
-        times[0].append(t_pruned)
-        times[1].append(t_dense)
-        ratios.append(t_pruned / t_dense)
-        low, high = median_ci(ratios)
-        median = float(np.median(ratios))
-        elapsed = time.monotonic() - load.start[0]
-        if (len(ratios) >= min_turns and (high - low) / 2 <= rel_ci * median) or (
-                elapsed >= max_seconds and len(ratios) >= 3):
-            return Interleaved(median, low, high, float(np.median(times[0])), float(np.median(times[1])),
-                               len(ratios), load.cores())
+    protocol = dataclasses.replace(COMPARE_PROTOCOL, max_seconds=seconds)
+    comparison = compare_models(model, pruned, backend, batch=batch, protocol=protocol)
+    return Timing(comparison, load.cores())
 
 
 def off_grid_plan(structure: Structure, levels: dict[str, tuple[int, ...]], rng: np.random.Generator,
@@ -295,7 +252,6 @@ def evaluate(name: str, threads: int, batch: int, args: argparse.Namespace, db: 
     rng = np.random.default_rng(1000)
     levels = group_levels(structure, grid)
     draw = {"on-grid": random_plan, "off-grid": off_grid_plan}
-    dense = Session(model, threads, batch)
     print(f"  {'kind':<8} {'plan':>4} {'pred x':>7} {'meas x':>7} {'±ci%':>5} {'ratio err%':>10} {'interp%':>8} "
           f"{'HALP%':>6} {'meas ms':>8} {'abs err%':>8} {'probes':>6} {'others':>6}", flush=True)
     summary = []
@@ -307,9 +263,9 @@ def evaluate(name: str, threads: int, batch: int, args: argparse.Namespace, db: 
             plan = draw[kind](structure, levels, rng)
             off_grid = profile_off_grid(structure, profile, plan, backend, db, batch=batch)
             probes += off_grid.measured
-            pruned = Session(prune_model(model, structure, plan), threads, batch)
+            pruned = prune_model(model, structure, plan)
             wait_quiet(args.wait_quiet)
-            timing = interleaved(pruned, dense, runs=args.turn_runs, max_seconds=args.seconds)
+            timing = time_against_dense(model, pruned, backend, batch, args.seconds)
             ours = _ratio(bilayer, structure, off_grid.tables, plan)
             absolute = bilayer.apply(layer_sum(structure, off_grid.tables, plan))
             errors["ratio"].append(_err(ours, timing.ratio))
@@ -325,7 +281,7 @@ def evaluate(name: str, threads: int, batch: int, args: argparse.Namespace, db: 
                   f"{errors['abs'][-1]:>+8.1f} {off_grid.measured:>6} {timing.other_cores:>6.2f}", flush=True)
             record["plans"].append({"kind": kind, "plan": plan.to_json(), "predicted_ratio": ours,
                                     "predicted_ms": absolute, "off_grid_cells": len(off_grid.cells),
-                                    "measured": asdict(timing)})
+                                    "measured": timing.to_json()})
         others = np.asarray(errors.pop("others"))
         summary.append({"model": name, "threads": threads, "batch": batch, "kind": kind, "plans": args.plans,
                         "off_grid_probes": probes, "others_median": float(np.median(others)),
@@ -373,8 +329,7 @@ def main() -> None:
     parser.add_argument("--plans", type=int, default=10, help="random plans per kind")
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     parser.add_argument("--grid", type=int, default=4, help="grid levels per group (profile --grid)")
-    parser.add_argument("--turn-runs", type=int, default=3, help="timed runs per turn of interleaved timing")
-    parser.add_argument("--seconds", type=float, default=3.0,
+    parser.add_argument("--seconds", type=float, default=COMPARE_PROTOCOL.max_seconds,
                         help="most seconds of interleaved timing per plan (it stops earlier at a ±1%% ratio CI)")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
                         help="before timing each plan, wait up to S seconds for other processes to go quiet")

@@ -69,11 +69,20 @@ def _segments(tc: TensorChannels, index: GroupIndex) -> tuple[Segment, ...]:
     return tuple(segments)
 
 
+# Gates of a self-gated activation, `x * gate(x)`: SiLU/Swish (Sigmoid), hard swish (HardSigmoid) as
+# exporters write them when the framework's op has no ONNX counterpart at the opset (PyTorch's SiLU).
+SELF_GATES = frozenset({"Sigmoid", "HardSigmoid"})
+
+
 def _epilogue(view: GraphView, node: onnx.NodeProto) -> list[EpilogueOp]:
     ops: list[EpilogueOp] = []
     tensor = node.output[0]
     while tensor not in view.graph_outputs:
         readers = view.consumers.get(tensor, [])
+        gated = _self_gated(view, tensor, readers)
+        if gated is not None:
+            ops.append(gated)
+            break
         if len(readers) != 1:
             break
         nxt = readers[0]
@@ -93,6 +102,25 @@ def _epilogue(view: GraphView, node: onnx.NodeProto) -> list[EpilogueOp]:
             break
         tensor = nxt.output[0]
     return ops
+
+
+def _self_gated(view: GraphView, tensor: str, readers: list[onnx.NodeProto]) -> EpilogueOp | None:
+    """`tensor * gate(tensor)` read by exactly its gate and the Mul (SiLU as PyTorch exports it: `Sigmoid`
+    then `Mul`), as one `Swish` epilogue op, named after the Mul, with the gate's op and attributes.
+
+    Backends fuse it after the layer (ONNX Runtime into a QuickGelu kernel, TensorRT into the convolution)
+    and its cost grows with the layer's output channels, so its probe must hold it; the Mul reads two
+    tensors, which the one-reader walk above cannot follow."""
+    if len(readers) != 2:
+        return None
+    gates = [r for r in readers if r.op_type in SELF_GATES]
+    muls = [r for r in readers if r.op_type == "Mul"]
+    if len(gates) != 1 or len(muls) != 1:
+        return None
+    gate, mul = gates[0], muls[0]
+    if set(mul.input) != {tensor, gate.output[0]} or view.consumers.get(gate.output[0], []) != [mul]:
+        return None
+    return EpilogueOp(mul.name, "Swish", {"gate": gate.op_type, **attributes(gate)})
 
 
 def _dtype_name(view: GraphView, name: str) -> str:

@@ -232,5 +232,9 @@ class _ProbeBuilder:
                 inputs.append(self.const(f"clip{index}_max", np.array(high)))
         elif op == "PRelu":
             inputs.append(self.channel_param(f"prelu{index}_slope", self.rng.uniform(0.0, 0.3, self.k_out)))
+        elif op == "Swish":  # x * gate(x), as the model writes it (see graph.layers._self_gated)
+            gate = attrs.pop("gate")
+            self.nodes.append(helper.make_node(gate, [x], [f"gate{index}_out"], name=f"gate{index}", **attrs))
+            op, inputs, attrs = "Mul", [x, f"gate{index}_out"], {}
         self.nodes.append(helper.make_node(op, inputs, [out], name=f"epilogue{index}", **attrs))
         return out

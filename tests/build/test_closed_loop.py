@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +18,7 @@ from mdp_trt.latency.calibrate import Calibration
 from mdp_trt.latency.grid import GridConfig, group_levels
 from mdp_trt.latency.measurement import Comparison, Measurement
 from mdp_trt.latency.profile import profile_tables
-from mdp_trt.latency.protocol import InterleavedProtocol, Timer
+from mdp_trt.latency.protocol import COMPARE_PROTOCOL, InterleavedProtocol, Timer
 from mdp_trt.latency.store import LatencyDB
 from mdp_trt.solve.from_model import problem_from_model
 from mdp_trt.zoo import build
@@ -58,6 +59,10 @@ class Scripted:
         yield timer
 
 
+# Warm-up by run count alone, so that the scripted spread's draws do not depend on this machine's speed.
+DETERMINISTIC = dataclasses.replace(COMPARE_PROTOCOL, warmup_seconds=0.0)
+
+
 def _spread(entry: float | tuple[float, float]) -> tuple[float, float]:
     return entry if isinstance(entry, tuple) else (entry, 0.0)
 
@@ -80,7 +85,7 @@ def run(toy, fractions: list[float | tuple[float, float]]):
     model, structure, scores, levels, problem, dense_ms = toy
     target = 0.5 * dense_ms
     device = Scripted(model, dense_ms, target, fractions)
-    return closed_loop(model, structure, scores, levels, problem, device, target), target
+    return closed_loop(model, structure, scores, levels, problem, device, target, protocol=DETERMINISTIC), target
 
 
 def test_a_plan_met_within_5_percent_ends_the_loop(toy):

@@ -212,3 +212,24 @@ def dataclass_replace(protocol: InterleavedProtocol, **changes) -> InterleavedPr
     import dataclasses
 
     return dataclasses.replace(protocol, **changes)
+
+
+def test_onnx_runtime_sessions_timed_in_alternation_stop_spinning_and_lone_ones_do_not(monkeypatch) -> None:
+    """An idle session's spinning workers would take the cores of the one being timed (see `open_timer`);
+    probes and lone measurements keep ONNX Runtime's default, as a deployed session runs."""
+    backend = get_backend("ort", threads=2)
+    made: list[bool] = []
+    session = backend.session
+
+    def recording(model, precision="fp32", profile_prefix=None, *, stop_spinning=False):
+        made.append(stop_spinning)
+        return session(model, precision, profile_prefix, stop_spinning=stop_spinning)
+
+    monkeypatch.setattr(backend, "session", recording)
+    measure_interleaved(backend, _probe(8), _probe(16), dataclass_replace(QUICK, block_ms=1.0, max_pairs=10))
+    backend.measure(_probe(8), MeasureProtocol(warmup_runs=1, warmup_seconds=0.0, min_runs=3, max_runs=3))
+    assert made == [True, True, False]
+    entry = "session.force_spinning_stop"
+    assert session(_probe(8), stop_spinning=True).get_session_options().get_session_config_entry(entry) == "1"
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # ONNX Runtime's default
+        session(_probe(8)).get_session_options().get_session_config_entry(entry)

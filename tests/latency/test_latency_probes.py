@@ -37,6 +37,10 @@ CASES: list[tuple[str, Layer, int, int, tuple[int, ...], tuple[int, ...]]] = [
     ("clip6", conv_layer(epilogue=(BN, EpilogueOp("c", "Clip", {"min": 0.0, "max": 6.0}))), 8, 8,
      (2, 8, 8, 8), (2, 8, 8, 8)),
     ("prelu", conv_layer(epilogue=(EpilogueOp("p", "PRelu", {}),)), 8, 16, (2, 8, 8, 8), (2, 16, 8, 8)),
+    ("silu", conv_layer(epilogue=(BN, EpilogueOp("s", "Swish", {"gate": "Sigmoid"}))), 8, 16, (2, 8, 8, 8),
+     (2, 16, 8, 8)),
+    ("hard-swish", conv_layer(epilogue=(EpilogueOp("h", "Swish", {"gate": "HardSigmoid", "alpha": 1 / 6}),)),
+     8, 8, (2, 8, 8, 8), (2, 8, 8, 8)),
     ("leaky", conv_layer(epilogue=(EpilogueOp("l", "LeakyRelu", {"alpha": 0.1}),)), 8, 8, (2, 8, 8, 8),
      (2, 8, 8, 8)),
 ]
@@ -99,3 +103,38 @@ def test_bad_probe_requests_are_input_errors() -> None:
         build_probe(ProbeSpec.from_layer(conv_layer(c_in=16, c_out=16, group=4)), 6, 8)
     with pytest.raises(InputError):
         build_probe(ProbeSpec.from_layer(conv_layer()), 0, 8)
+
+
+def test_a_self_gated_activation_is_the_layers_epilogue_and_its_probe_computes_it() -> None:
+    """SiLU as PyTorch exports it (Sigmoid, then Mul of the layer's output by it): the probe holds it, or
+    the tables miss a cost that grows with the layer's output channels."""
+    from onnx import helper
+
+    from mdp_trt.graph import analyze
+
+    rng = np.random.default_rng(0)
+    w = helper.make_tensor("w", onnx.TensorProto.FLOAT, (16, 8, 3, 3), rng.standard_normal(16 * 8 * 9).tolist())
+    w2 = helper.make_tensor("w2", onnx.TensorProto.FLOAT, (8, 16, 1, 1), rng.standard_normal(8 * 16).tolist())
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+         helper.make_node("Sigmoid", ["c"], ["s"], name="sig"),
+         helper.make_node("Mul", ["s", "c"], ["a"], name="silu"),
+         helper.make_node("Conv", ["a", "w2"], ["y"], name="proj")],
+        "silu", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, (1, 8, 8, 8))],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, (1, 8, 8, 8))], [w, w2])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    conv = next(layer for layer in analyze(model).layers if layer.name == "conv")
+    assert [(op.name, op.op, op.attrs) for op in conv.epilogue] == [("silu", "Swish", {"gate": "Sigmoid"})]
+    probe = build_probe(ProbeSpec.from_layer(conv), 8, 16)
+    assert [n.op_type for n in probe.graph.node][-2:] == ["Sigmoid", "Mul"]
+    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = rng.standard_normal((1, 8, 8, 8)).astype(np.float32)
+    (y,) = sess.run(None, {sess.get_inputs()[0].name: x})
+    plain = probe.graph.node[0].output[0]
+    bare = onnx.ModelProto()
+    bare.CopyFrom(probe)
+    del bare.graph.node[1:]
+    bare.graph.output[0].name = plain
+    (c,) = ort.InferenceSession(bare.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {sess.get_inputs()[0].name: x})
+    np.testing.assert_allclose(y, c / (1 + np.exp(-c)), rtol=1e-5, atol=1e-6)
