@@ -51,8 +51,7 @@ import onnx
 
 from latency_db import LatencyDB
 from mdp_trt.graph import analyze, load_model
-from mdp_trt.graph.structure import Structure
-from mdp_trt.importance.selection import random_channels
+from mdp_trt.graph.structure import Group, Structure
 from mdp_trt.io import write_text_atomic
 from mdp_trt.latency import GridConfig, get_backend, layer_sum, model_opset, profile_tables
 from mdp_trt.latency.backends import Backend
@@ -65,6 +64,7 @@ from mdp_trt.latency.calibrate import (
     fit,
     measure_plans,
     random_plan,
+    sampled_plan,
 )
 from mdp_trt.latency.grid import group_levels
 from mdp_trt.latency.measurement import Comparison
@@ -161,21 +161,13 @@ def off_grid_plan(structure: Structure, levels: dict[str, tuple[int, ...]], rng:
     its full width, random channels kept; each block (whose parent stays) removed with `block_probability`.
     Widths below the lowest level are left out: the solver never picks them and calibration does not
     reach them, so their error would be extrapolation, not the interpolation this measures."""
-    groups: dict[str, tuple[int, ...]] = {}
-    for group in structure.groups:
-        options = levels.get(group.id, (group.size,))
-        if not group.prunable or len(options) < 2:
-            continue
+
+    def multiple_of_8(group: Group, options: tuple[int, ...]) -> int:
         step = math.lcm(OFF_GRID_ALIGN, group.parts)
         widths = [k for k in range(step * math.ceil(options[0] / step), group.size + 1, step)] or [group.size]
-        k = int(rng.choice(widths))
-        if k < group.size:
-            groups[group.id] = random_channels(rng, group.size, k, group.parts)
-    removed: list[str] = []
-    for block in structure.blocks:
-        if block.parent not in removed and rng.random() < block_probability:
-            removed.append(block.id)
-    return Plan(groups, tuple(removed))
+        return int(rng.choice(widths))
+
+    return sampled_plan(structure, levels, rng, multiple_of_8, block_probability)
 
 
 def at_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 
 from latency_db import CalibrationRecord, LatencyDB, content_hash
-from mdp_trt.graph.structure import Structure
+from mdp_trt.graph.structure import Group, Structure
 from mdp_trt.importance.selection import first_channels, random_channels
 from mdp_trt.latency.backends.base import Backend
 from mdp_trt.latency.grid import DEFAULT_GRID, GridConfig, group_levels
@@ -133,7 +133,7 @@ def random_plan(
 ) -> Plan:
     """A plan with every prunable group at a uniformly random grid level (random channels kept) and
     each block removed with `block_probability`: test plans for the latency model's benchmark."""
-    return _sampled_plan(structure, levels, rng, lambda _size, options: int(rng.choice(options)), block_probability)
+    return sampled_plan(structure, levels, rng, lambda _group, options: int(rng.choice(options)), block_probability)
 
 
 def spread_plan(
@@ -142,28 +142,28 @@ def spread_plan(
     """A plan keeping about `fraction` of every prunable group (the grid level nearest to it, moved
     one level up or down at random) and removing each block with probability (1 - fraction) / 2."""
 
-    def near_fraction(size: int, options: tuple[int, ...]) -> int:
-        nearest = int(np.argmin([abs(k - fraction * size) for k in options]))
+    def near_fraction(group: Group, options: tuple[int, ...]) -> int:
+        nearest = int(np.argmin([abs(k - fraction * group.size) for k in options]))
         return options[int(np.clip(nearest + rng.integers(-1, 2), 0, len(options) - 1))]
 
-    return _sampled_plan(structure, levels, rng, near_fraction, (1.0 - fraction) / 2)
+    return sampled_plan(structure, levels, rng, near_fraction, (1.0 - fraction) / 2)
 
 
-def _sampled_plan(
+def sampled_plan(
     structure: Structure,
     levels: dict[str, tuple[int, ...]],
     rng: np.random.Generator,
-    width: Callable[[int, tuple[int, ...]], int],
+    width: Callable[[Group, tuple[int, ...]], int],
     block_probability: float,
 ) -> Plan:
-    """Each prunable group keeps `width(size, levels)` random channels; each block (whose parent
+    """Each prunable group keeps `width(group, levels)` random channels; each block (whose parent
     stays) is removed with `block_probability`."""
     groups: dict[str, tuple[int, ...]] = {}
     for group in structure.groups:
         options = levels.get(group.id, (group.size,))
         if not group.prunable or len(options) < 2:
             continue
-        k = width(group.size, options)
+        k = width(group, options)
         if k < group.size:
             groups[group.id] = random_channels(rng, group.size, k, group.parts)
     removed: list[str] = []
