@@ -175,3 +175,10 @@ def test_a_model_with_symbolic_height_and_width_builds_at_the_input_shape_given(
     assert [d.dim_param or d.dim_value for d in pruned.graph.input[0].type.tensor_type.shape.dim] == ["N", 3, 64, 64]
     report = json.loads((out / "report.json").read_text())
     assert report["verification"]["ran"] and report["verification"]["compared"]
+
+
+def test_a_host_that_changed_speed_during_the_build_is_said_so():
+    assert build_module.host_shift(2.0, 2.1) is None, "5% is within what a shared host does"
+    slower = build_module.host_shift(0.73, 1.39)
+    assert slower and "+90%" in slower and "0.730 ms" in slower and "1.390 ms" in slower
+    assert "-" in build_module.host_shift(2.0, 1.5)
