@@ -100,7 +100,7 @@ class InterleavedProtocol:
     pairs (it then decides alone: a ratio known to ±1% may still straddle the caller's target); checks come
     at geometrically spaced pair counts, as for one model, so peeking widens the interval's error little.
     Else it stops at `max_pairs`, or when `max_seconds` have passed with at least `min_pairs_on_cap` pairs.
-    The cap is twice `BENCH_PROTOCOL`'s: this times two models. `switch_runs=False` times no untimed runs,
+    The cap is twice `BENCH_PROTOCOL`'s: this times two models. `switch_over=False` times no untimed runs,
     for timers that warm up by themselves (`base.measure_interleaved`'s sequential blocks).
     """
 
@@ -108,7 +108,7 @@ class InterleavedProtocol:
     warmup_seconds: float = 0.2
     block_ms: float = 50.0
     max_block_runs: int = 64
-    switch_runs: bool = True
+    switch_over: bool = True
     min_pairs: int = 10
     max_pairs: int = 5000
     rel_ci: float = 0.01
@@ -161,7 +161,7 @@ class InterleavedProtocol:
 
     def _switch_runs(self, runs: int) -> int:
         """The untimed switch-over runs before a block of `runs`: a quarter as many, at least one."""
-        return max(1, round(runs / 4)) if self.switch_runs else 0
+        return max(1, round(runs / 4)) if self.switch_over else 0
 
 
 def _comparison(ratios: list[float], ref_runs: list[float], cand_runs: list[float], seconds: float,

@@ -85,7 +85,7 @@ def measure_interleaved(
     def timer(model: onnx.ModelProto) -> Timer:
         return lambda runs: [backend.measure(model, SEQUENTIAL_BLOCK, batch=batch, precision=precision).median_ms]
 
-    one_per_block = dataclasses.replace(protocol, block_ms=0.0, switch_runs=False, warmup_runs=1,
+    one_per_block = dataclasses.replace(protocol, block_ms=0.0, switch_over=False, warmup_runs=1,
                                         warmup_seconds=0.0)
     return one_per_block.run(timer(reference), timer(candidate), settled=settled, scheme="sequential blocks")
 
