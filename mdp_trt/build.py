@@ -286,7 +286,6 @@ def run_build(model_path: Path, out_dir: Path, config: BuildConfig, console: Con
             pruned=ModelStats(pruned_ms, 1000.0 * config.batch / pruned_ms, parameter_count(pruned),
                               flop_count(pruned, config.batch)),
             predicted_latency_ms=predicted,
-            met=final.met,
             measured=final.to_json(config.batch),
             importance_kept=importance_kept,
             groups=[{"id": g.id, "size": g.size, "kept": len(plan.kept(g.id, g.size)), "prunable": g.prunable}

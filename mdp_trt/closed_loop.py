@@ -75,13 +75,17 @@ class Verdict:
     dense_ms: float
     ratio: float
     ratio_ci: tuple[float, float]
-    latency_ms: float
     latency_ci_ms: tuple[float, float]
     relative: bool
     scheme: str  # interleaved, sequential blocks, estimate, or dense (nothing pruned: the dense bench alone)
     pairs: int
     seconds: float
     dense_drift: float  # how far the dense median moved across the window's segments, over its median
+
+    @property
+    def latency_ms(self) -> float:
+        """The plan's latency in this window: its ratio times the dense median timed alongside."""
+        return self.ratio * self.dense_ms
 
     @property
     def decision(self) -> str:
@@ -124,12 +128,18 @@ def judge(comparison: Comparison, target_ms: float, speedup: float | None = None
         target_ms = dense / speedup
     else:
         ratio_low, ratio_high = median_ci(comparison.pair_ratios, Z_97_5)
-        ci_low, ci_high = median_ci(comparison.reference_runs, Z_97_5)
-        dense_low = min((ci_low, *comparison.reference.segments_ms))
-        dense_high = max((ci_high, *comparison.reference.segments_ms))
-    return Verdict(target_ms, dense, comparison.ratio, comparison.ratio_ci, comparison.ratio * dense,
+        dense_low, dense_high = _spanning_segments(median_ci(comparison.reference_runs, Z_97_5),
+                                                   comparison.reference)
+    return Verdict(target_ms, dense, comparison.ratio, comparison.ratio_ci,
                    (ratio_low * dense_low, ratio_high * dense_high), speedup is not None, comparison.scheme,
                    comparison.pairs, comparison.seconds, comparison.reference.drift)
+
+
+def _spanning_segments(interval: tuple[float, float], measurement: Measurement) -> tuple[float, float]:
+    """`interval` widened to hold the medians of `measurement`'s segments: a host that drifted while it was
+    timed had no one latency."""
+    low, high = interval
+    return min((low, *measurement.segments_ms)), max((high, *measurement.segments_ms))
 
 
 def dense_verdict(dense: Measurement, target_ms: float, speedup: float | None = None) -> Verdict:
@@ -139,9 +149,8 @@ def dense_verdict(dense: Measurement, target_ms: float, speedup: float | None = 
         interval = (dense.median_ms, dense.median_ms)
         target_ms = dense.median_ms / speedup
     else:
-        low, high = dense.median_ci
-        interval = (min((low, *dense.segments_ms)), max((high, *dense.segments_ms)))
-    return Verdict(target_ms, dense.median_ms, 1.0, (1.0, 1.0), dense.median_ms, interval, speedup is not None,
+        interval = _spanning_segments(dense.median_ci, dense)
+    return Verdict(target_ms, dense.median_ms, 1.0, (1.0, 1.0), interval, speedup is not None,
                    "estimate" if dense.estimate else "dense", 0, dense.seconds, dense.drift)
 
 

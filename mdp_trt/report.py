@@ -38,7 +38,6 @@ class Report:
     dense: ModelStats
     pruned: ModelStats
     predicted_latency_ms: float
-    met: bool
     measured: dict[str, Any]  # the final verification (closed_loop.Verdict.to_json): latency, ratio, intervals
     importance_kept: float
     groups: list[dict[str, Any]]  # id, size, kept
@@ -72,6 +71,11 @@ class Report:
             "rounds": self.rounds,
             "verification": self.verification,
         }
+
+    @property
+    def met(self) -> bool:
+        """Whether the final verification found the target met (its `measured.met`)."""
+        return bool(self.measured["met"])
 
     @property
     def verdict(self) -> str:

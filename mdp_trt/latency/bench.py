@@ -101,6 +101,7 @@ def compare_models(
     settled: Settled | None = None,
 ) -> Comparison:
     """`candidate` timed against `reference` in one window, interleaved where the backend can (see
-    `base.measure_interleaved`); `settled(low, high)` may end the sampling once a decision is taken."""
+    `base.measure_interleaved`); `settled(comparison so far)` may end the sampling once the caller's decision
+    is taken."""
     return measure_interleaved(backend, reference, candidate, protocol, batch=batch, precision=precision,
                                settled=settled)
