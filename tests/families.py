@@ -1406,6 +1406,113 @@ class Tied(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------------
+# Vision transformers: timm's ViT/DeiT (fused qkv), separate projections, PyTorch's MultiheadAttention
+# --------------------------------------------------------------------------------------------------
+
+
+class FusedAttention(nn.Module):
+    """timm's `Attention`: one qkv Linear, `reshape(B, N, 3, H, D).permute(2, 0, 3, 1, 4).unbind(0)`, then
+    the explicit `q @ k^T * scale` softmax (`fused_attn=False`) or `F.scaled_dot_product_attention`."""
+
+    def __init__(self, dim: int, heads: int, sdpa: bool = False) -> None:
+        super().__init__()
+        self.heads, self.head_dim, self.sdpa = heads, dim // heads, sdpa
+        self.scale = self.head_dim ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        if self.sdpa:
+            x = F.scaled_dot_product_attention(q, k, v)
+        else:
+            attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+            x = attn @ v
+        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+
+
+class SeparateAttention(nn.Module):
+    """Hugging Face style: q, k and v Linears, `view(B, N, H, D).transpose(1, 2)` each, scores divided by
+    sqrt(D), the context `transpose(1, 2).contiguous().view(B, N, C)`."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads, self.head_dim = heads, dim // heads
+        self.query, self.key, self.value = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim)
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        return x.view(b, n, self.heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.split_heads(self.query(x)), self.split_heads(self.key(x)), self.split_heads(self.value(x))
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+        context = torch.matmul(scores.softmax(dim=-1), v).transpose(1, 2).contiguous()
+        return self.out(context.view(*context.shape[:2], -1))
+
+
+class MHAAttention(nn.Module):
+    """torchvision's ViT encoder attention: `nn.MultiheadAttention(dim, heads, batch_first=True)`."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attention(x, x, x, need_weights=False)[0]
+
+    def post_init(self, generator: torch.Generator) -> None:
+        """The fused input projection is a bare parameter (no Linear for `make` to initialise): a trained
+        one's weights, and a bias that is not zero."""
+        weight = self.attention.in_proj_weight
+        weight.copy_(torch.randn(weight.shape, generator=generator) * math.sqrt(2 / weight.shape[1]))
+        self.attention.in_proj_bias.copy_(0.1 * torch.randn(weight.shape[0], generator=generator))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: `x + attn(norm1(x))`, then `x + mlp(norm2(x))` (Linear, GELU, Linear)."""
+
+    def __init__(self, dim: int, heads: int, attention: Callable[[int, int], nn.Module], mlp_ratio: int = 4) -> None:
+        super().__init__()
+        self.norm1, self.attn = nn.LayerNorm(dim), attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, dim * mlp_ratio), nn.GELU(), nn.Linear(dim * mlp_ratio, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class VisionTransformer(nn.Module):
+    """timm's `VisionTransformer` shape: conv patch embedding, `flatten(2).transpose(1, 2)`, class token
+    (and DeiT's distillation token) concatenated in front, position embedding added, blocks, final norm,
+    heads on the token(s); `pool="mean"` averages the tokens instead (no class token)."""
+
+    def __init__(self, attention: Callable[[int, int], nn.Module], dim: int = 64, heads: int = 4, depth: int = 2,
+                 patch: int = 16, image: int = 64, tokens: int = 1, pool: str = "token",
+                 num_classes: int = 10) -> None:
+        super().__init__()
+        self.patch_embed = nn.Conv2d(3, dim, patch, patch)
+        self.tokens = nn.Parameter(0.02 * torch.randn(1, tokens, dim)) if pool == "token" else None
+        count = (image // patch) ** 2 + (tokens if pool == "token" else 0)
+        self.pos_embed = nn.Parameter(0.02 * torch.randn(1, count, dim))
+        self.blocks = nn.Sequential(*(TransformerBlock(dim, heads, attention) for _ in range(depth)))
+        self.norm = nn.LayerNorm(dim)
+        self.heads = nn.ModuleList(nn.Linear(dim, num_classes) for _ in range(tokens if pool == "token" else 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x).flatten(2).transpose(1, 2)
+        if self.tokens is not None:
+            x = torch.cat([self.tokens.expand(x.shape[0], -1, -1), x], dim=1)
+        x = self.norm(self.blocks(x + self.pos_embed))
+        if self.tokens is None:
+            return self.heads[0](x.mean(dim=1))
+        return sum(head(x[:, i]) for i, head in enumerate(self.heads)) / len(self.heads)
+
+
+# --------------------------------------------------------------------------------------------------
 # Registry, trained-looking initialisation, export
 # --------------------------------------------------------------------------------------------------
 
@@ -1431,6 +1538,10 @@ FAMILIES: dict[str, Callable[[], nn.Module]] = {
     "fpn_seg": FPNSeg,
     "deeplab_aspp": DeepLabV3,
     "tied": Tied,
+    "vit": lambda: VisionTransformer(FusedAttention),
+    "deit": lambda: VisionTransformer(lambda d, h: FusedAttention(d, h, sdpa=True), tokens=2),
+    "vit_separate_qkv": lambda: VisionTransformer(SeparateAttention, pool="mean"),
+    "vit_mha": lambda: VisionTransformer(MHAAttention),
 }
 
 # The export input of each family. The detectors build their anchors for this size (as ultralytics'

@@ -43,6 +43,10 @@ PATTERNS: dict[str, set[str]] = {
     "fpn_seg": {"Resize", "Concat", "Add"},
     "deeplab_aspp": {"GlobalAveragePool", "Resize", "Concat"},
     "tied": {"Identity"},
+    "vit": {"Split", "Squeeze", "Softmax", "LayerNormalization", "Concat"},  # timm: unbind(0), class token
+    "deit": {"Sqrt", "Softmax", "Split"},  # scaled_dot_product_attention's temperature from Shape(q)
+    "vit_separate_qkv": {"Div", "Softmax", "ReduceMean"},
+    "vit_mha": {"Unsqueeze", "Gather", "Softmax"},  # MultiheadAttention's unflatten/unsqueeze/transpose/squeeze
 }
 
 EXPORTS = [pytest.param(False, False, id="torchscript"), pytest.param(True, False, id="torchscript-fold"),

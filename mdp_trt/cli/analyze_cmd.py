@@ -20,21 +20,24 @@ def analyze_command(
     """Find channel groups (channels pruned together), weighted layers and removable residual blocks.
 
     Group and block ids are stable for a given model file; plans for `mdp-trt prune` refer to them. A
-    group shown as "128 (8 x 16)" is read by a grouped convolution or GroupNorm: a plan keeps as many
-    channels in each of its 8 parts of 16.
+    group shown as "128 (8 x 16)" is read by a grouped convolution, a GroupNorm or attention heads: a
+    plan keeps as many channels in each of its 8 parts of 16. A group's kind says what its channels are:
+    qk_dim (attention's per-head query/key width, one part per head), v_dim (per-head value width),
+    embedding (a transformer's residual stream), mlp_hidden (a transformer MLP's hidden width), or
+    channels.
     """
     structure = analyze(load_model(model))
     if as_json:
         typer.echo(json.dumps(structure.to_json(), indent=1))
         return
     groups = Table(title=f"Channel groups of {model.name}", title_justify="left")
-    for column in ("id", "size", "prunable", "producers", "reason"):
+    for column in ("id", "size", "kind", "prunable", "producers", "reason"):
         groups.add_column(column, overflow="fold")
     for g in structure.groups:
         more = len(g.producers) - 3
         producers = ", ".join(g.producers[:3]) + (f" (+{more})" if more > 0 else "")
         size = f"{g.size} ({g.parts} x {g.part_size})" if g.parts > 1 else str(g.size)
-        groups.add_row(g.id, size, "yes" if g.prunable else "[red]no[/]", producers, g.reason or "")
+        groups.add_row(g.id, size, g.kind, "yes" if g.prunable else "[red]no[/]", producers, g.reason or "")
     console.print(groups)
     blocks = Table(title="Removable blocks (y = x + F(x))", title_justify="left")
     for column in ("id", "residual add", "stream group", "branch nodes", "inside"):

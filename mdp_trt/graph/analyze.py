@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import onnx
 
 from mdp_trt.graph.blocks import find_blocks
 from mdp_trt.graph.channels import propagate
+from mdp_trt.graph.fused_parts import has_fused_parts, split_fused_parts
 from mdp_trt.graph.groups import build_groups
 from mdp_trt.graph.layers import build_layers
 from mdp_trt.graph.load import check_supported
@@ -16,16 +18,19 @@ from mdp_trt.graph.view import GraphView, ensure_node_names, has_symbolic_sizes
 
 
 def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of the model with unique node names: the form analysis and surgery both work on."""
+    """A copy of the model with unique node names and fused projections written part by part
+    (`graph.fused_parts`): the form analysis and surgery both work on."""
     model = copy.deepcopy(model)
     ensure_node_names(model)
+    split_fused_parts(model)
     return model
 
 
 def _named(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The model itself when its node names are already unique (no copy of the weights), else `prepare`."""
+    """The model itself when it is already in `prepare`'s form (no copy of the weights), else `prepare`."""
     names = [n.name for n in model.graph.node]
-    return model if all(names) and len(set(names)) == len(names) else prepare(model)
+    unique = all(names) and len(set(names)) == len(names)
+    return model if unique and not has_fused_parts(model) else prepare(model)
 
 
 def analyze(model: onnx.ModelProto) -> Structure:
@@ -62,7 +67,22 @@ def analyze(model: onnx.ModelProto) -> Structure:
     block_of = _innermost_block(blocks)
     # Layers record the model's own shapes (a symbolic size stays unknown, for profiling to refuse).
     layers = build_layers(GraphView(named) if sized else view, prop.weighted, index, block_of)
-    return Structure(tuple(index.groups), tuple(layers), tuple(blocks), dict(index.tensors), tuple(prop.reductions))
+    groups = _transformer_kinds(index.groups, layers, blocks, {r.node for r in prop.reductions
+                                                               if view.node_by_name[r.node].op_type == "MatMul"})
+    return Structure(groups, tuple(layers), tuple(blocks), dict(index.tensors), tuple(prop.reductions),
+                     tuple(prop.pinned), tuple(dict.fromkeys(prop.channel_targets)))
+
+
+def _transformer_kinds(groups, layers: list, blocks: list[Block], attentions: set[str]) -> tuple:
+    """Name a transformer's residual stream (`embedding`: the stream of a block that holds an attention) and
+    its MLPs' hidden widths (`mlp_hidden`: what a linear layer of such a block writes from the stream, q, k and v
+    aside)."""
+    streams = {b.group for b in blocks if b.group is not None and attentions & set(b.nodes)}
+    inside = {b.id for b in blocks if b.group in streams}
+    hidden = {la.out_group for la in layers
+              if la.op in ("Gemm", "MatMul") and la.in_group in streams and la.block in inside}
+    kinds = {**dict.fromkeys(hidden - streams, "mlp_hidden"), **dict.fromkeys(streams, "embedding")}
+    return tuple(replace(g, kind=kinds[g.id]) if g.kind == "channels" and g.id in kinds else g for g in groups)
 
 
 def _with_parents(blocks: list[Block]) -> list[Block]:

@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 
 from mdp_trt.graph.channelmap import ChannelMap
-from mdp_trt.graph.structure import Reduction
+from mdp_trt.graph.structure import Pinned, Reduction
 from mdp_trt.graph.unionfind import UnionFind
 from mdp_trt.graph.view import GraphView, attributes
 
@@ -63,6 +63,9 @@ class Propagation:
     weighted: list[WeightedUse] = field(default_factory=list)
     parts: list[Parts] = field(default_factory=list)
     reductions: list[Reduction] = field(default_factory=list)
+    kinds: dict[int, str] = field(default_factory=dict)  # id -> what the channel is (`Group.kind`)
+    pinned: list[Pinned] = field(default_factory=list)
+    channel_targets: list[str] = field(default_factory=list)
 
 
 def propagate(view: GraphView) -> Propagation:
@@ -78,7 +81,8 @@ def propagate(view: GraphView) -> Propagation:
         for i in walker.maps[name].flat.tolist() if name in walker.maps else []:
             walker.frozen[i] = "graph output"
     return Propagation(walker.maps, walker.union, walker.frozen, walker.origin, walker.weighted,
-                       walker.parts, walker.reductions)
+                       walker.parts, walker.reductions, walker.kinds, walker.pinned,
+                       walker.channel_targets)
 
 
 class Walker:
@@ -94,6 +98,9 @@ class Walker:
         self.weighted: list[WeightedUse] = []
         self.parts: list[Parts] = []
         self.reductions: list[Reduction] = []
+        self.kinds: dict[int, str] = {}
+        self.pinned: list[Pinned] = []
+        self.channel_targets: list[str] = []
 
     # --- ids -------------------------------------------------------------------------------------
     def fresh(self, count: int, origin: str | None = None, frozen: str | None = None) -> np.ndarray:
@@ -112,6 +119,11 @@ class Walker:
     def keep_parts_equal(self, ids: np.ndarray, node: onnx.NodeProto) -> None:
         """Record that the pruned model must keep as many channels in every row of `ids`."""
         self.parts.append(Parts(np.asarray(ids).reshape(ids.shape[0], -1), node.name))
+
+    def mark(self, ids: np.ndarray, kind: str) -> None:
+        """Record what these channels are (a query/key or value head dim): their group's `kind`."""
+        for i in np.asarray(ids).reshape(-1).tolist():
+            self.kinds[i] = kind
 
     def reduces_channels(self, node: onnx.NodeProto, tensor: str) -> None:
         """Record that `node` reduces or normalises `tensor` over its channels."""

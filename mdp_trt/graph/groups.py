@@ -41,6 +41,7 @@ def build_groups(prop: Propagation, node_order: dict[str, int], weighted_names: 
             if not seen or seen[-1] != name:
                 seen.append(name)
 
+    kinds = {int(roots[item]): kind for item, kind in prop.kinds.items()}
     frozen_reason: dict[int, str] = {}
     for item, reason in prop.frozen.items():
         frozen_reason.setdefault(int(roots[item]), reason)
@@ -81,6 +82,7 @@ def build_groups(prop: Propagation, node_order: dict[str, int], weighted_names: 
             parts = len(set(cell_of.values()))
         for c_index, root in enumerate(members):
             class_position[root] = (g_index, c_index)
+        kind = next((kinds[r] for r in members if r in kinds), "channels")
         groups.append(Group(
             id=f"g{g_index}",
             size=len(members),
@@ -90,6 +92,7 @@ def build_groups(prop: Propagation, node_order: dict[str, int], weighted_names: 
             consumers=ordered(group_consumers),
             tensors=signature,
             parts=parts,
+            kind=kind,
         ))
 
     tensors: dict[str, TensorChannels] = {}

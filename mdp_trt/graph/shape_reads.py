@@ -13,6 +13,13 @@ all together).
 * It moves, and the node is a Reshape, Resize or Expand whose output carries those channels, and the
   value follows them: every channel axis of the output doubles with them (a reshape's leading factor,
   GroupNorm's groups, stays) or is -1, and no other axis moves. The pruned model computes it right.
+* It moves, it is a scalar that arithmetic applies to data (`Mul`, `Div`, `Add`, `Sub`, `Pow`), and no
+  size but channel counts moves it: a softmax temperature `1 / sqrt(Shape(q)[-1])`, as PyTorch's
+  `scaled_dot_product_attention` exports it. Pruning must not change it, so surgery writes it as the
+  constant it was (`Structure.pinned`).
+* It moves, the node is a Reshape, and the target's entries on the output's channel axes move with channel
+  counts only while the others move with no channel count: surgery writes the pruned model's extents into
+  the first and leaves the others computed (`Structure.channel_targets`; a dynamic batch stays dynamic).
 * Anything else would size a tensor with the wrong channel count: those channels, and the channels
   of the tensor the node sizes, are frozen, naming the node.
 """
@@ -26,8 +33,10 @@ import onnx
 
 from mdp_trt.graph.channelmap import ChannelMap
 from mdp_trt.graph.channels import Walker
+from mdp_trt.graph.structure import Pinned
 
 REWRITTEN = frozenset({"Slice", "Split", "Gather"})  # surgery writes their bounds as constants
+ARITHMETIC = frozenset({"Mul", "Div", "Add", "Sub", "Pow"})  # a scalar read from a shape is pinned
 SHAPED = frozenset({"Reshape", "Resize", "Expand"})  # the value is the output's shape
 
 
@@ -48,13 +57,22 @@ def freeze_unsafe_shape_reads(w: Walker) -> None:
             if constants.is_constant(value_name) or not constants.is_static(value_name):
                 continue
             value = constants.static_value(value_name)
-            for key in {classes(w.maps[t]) for t in constants.shape_reads(value_name) if t in w.maps}:
-                if _safe(w, node, value_name, value, key, carriers[key], classes):
-                    continue
-                reason = (f"{node.op_type} '{node.name}' sizes a tensor at run time from another tensor's channel "
-                          "count: both keep their channels")
-                for tensor in (*carriers[key], *node.input[:1], *node.output[:1]):  # the read and the sized
-                    w.freeze(w.maps.get(tensor), reason)
+            keys = {classes(w.maps[t]) for t in constants.shape_reads(value_name) if t in w.maps}
+            if keys and _pinnable(w, node, value_name, value, keys, carriers):
+                w.pinned.append(Pinned(node.name, value_name, value))
+                continue
+            # A reshape to channels sized by a computed target must have it follow them, whatever it reads.
+            sizes_channels = node.op_type == "Reshape" and value_name == node.input[1] and node.output[0] in w.maps
+            unsafe = [key for key in keys if not _safe(w, node, value_name, value, key, carriers[key], classes)]
+            if not unsafe and (keys or not sizes_channels):
+                continue
+            if sizes_channels and _channel_entries_apart(w, node, value_name, value, [carriers[key] for key in keys]):
+                w.channel_targets.append(node.name)
+                continue
+            reason = (f"{node.op_type} '{node.name}' sizes a tensor at run time from another tensor's channel "
+                      "count: both keep their channels")
+            for tensor in (*(t for key in unsafe for t in carriers[key]), *node.input[:1], *node.output[:1]):
+                w.freeze(w.maps.get(tensor), reason)  # the read and the sized
 
 
 def _safe(w: Walker, node: onnx.NodeProto, value_name: str, value: np.ndarray | None, key: frozenset[int],
@@ -64,12 +82,12 @@ def _safe(w: Walker, node: onnx.NodeProto, value_name: str, value: np.ndarray | 
     moved = w.view.constants.with_shapes(_doubled(w, tensors)).static_value(value_name)
     if moved is None or moved.shape != value.shape:
         return False
-    if np.array_equal(moved, value):
-        return True
+    out = w.maps.get(node.output[0])
+    if np.array_equal(moved, value) and not (node.op_type == "Reshape" and out is not None):
+        return True  # it does not move (a reshape to channels must: its entries there are channel counts)
     data = w.maps.get(node.input[0])
     if node.op_type in REWRITTEN:
         return data is not None and classes(data) == key
-    out = w.maps.get(node.output[0])
     if node.op_type not in SHAPED or out is None or classes(out) != key or value.ndim != 1:
         return False
     offset = (w.rank(node.output[0]) or value.size) - value.size  # Expand's shape aligns to the right
@@ -81,6 +99,56 @@ def _safe(w: Walker, node: onnx.NodeProto, value_name: str, value: np.ndarray | 
         elif before not in (-1, 0) and after != before * (1 if _fixed_rows(out, axis) else 2):
             return False
     return True
+
+
+def _pinnable(w: Walker, node: onnx.NodeProto, value_name: str, value: np.ndarray | None,
+              keys: set[frozenset[int]], carriers: dict[frozenset[int], list[str]]) -> bool:
+    """A scalar applied to data that moves with channel counts and with no other size (see above)."""
+    constants = w.view.constants
+    data = [name for name in node.input if name and name != value_name and not constants.is_static(name)]
+    if value is None or value.size != 1 or node.op_type not in ARITHMETIC or not data:
+        return False
+    tensors = [t for key in keys for t in carriers[key]]
+    if np.array_equal(constants.with_shapes(_doubled(w, tensors)).static_value(value_name), value):
+        return False  # it does not move: nothing to pin
+    return np.array_equal(_with_other_sizes_doubled(w, value_name), value)
+
+
+def _channel_entries_apart(w: Walker, node: onnx.NodeProto, value_name: str, value: np.ndarray | None,
+                           carriers: list[list[str]]) -> bool:
+    """A computed Reshape target whose entries on the output's channel axes move with no size but channel
+    counts, and whose other entries (a dynamic batch) move with no channel count: surgery writes the pruned
+    extents into the first (`Structure.channel_targets`), the others stay computed. The rows of a factored
+    axis (heads, kept whole) are among the others: PyTorch's MultiheadAttention sizes them `B * H`.
+
+    PyTorch's MultiheadAttention reads its head width from the query's embedding width, timm's attention
+    reshapes its context to the width of its input: both read channels other than the ones they size."""
+    out = w.maps.get(node.output[0])
+    if node.op_type != "Reshape" or out is None or value is None or value.ndim != 1 \
+            or value.size != w.rank(node.output[0]):
+        return False
+    written = [axis for axis in out.axes if not _fixed_rows(out, axis)]
+    still = _with_other_sizes_doubled(w, value_name)
+    if still is None or still.shape != value.shape or any(still[axis] != value[axis] for axis in written):
+        return False
+    free = [axis for axis in range(value.size) if axis not in written]
+    for tensors in carriers:
+        moved = w.view.constants.with_shapes(_doubled(w, tensors)).static_value(value_name)
+        if moved is None or moved.shape != value.shape or any(moved[axis] != value[axis] for axis in free):
+            return False
+    return True
+
+
+def _with_other_sizes_doubled(w: Walker, value_name: str) -> np.ndarray | None:
+    """The value were every size it reads doubled except channel axes (a batch, a token count)."""
+    others = {}
+    for name in w.view.constants.shape_reads(value_name):
+        shape = w.view.shapes.get(name)
+        if shape is None or any(not isinstance(d, int) for d in shape):
+            return None
+        channel_axes = w.maps[name].axes if name in w.maps else ()
+        others[name] = tuple(d if axis in channel_axes else d * 2 for axis, d in enumerate(shape))
+    return w.view.constants.with_shapes(others).static_value(value_name)
 
 
 def _fixed_rows(cmap: ChannelMap, axis: int) -> bool:

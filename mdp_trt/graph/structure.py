@@ -12,6 +12,11 @@ from typing import Any
 import numpy as np
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+# What a group's channels are: `qk_dim` the per-head width of attention's queries and keys (q and k tied,
+# each head keeping as many: `parts` is the head count), `v_dim` that of its values (v and the output
+# projection), `embedding` a transformer's residual stream (the token width every block reads and adds
+# to), `mlp_hidden` the hidden width of a transformer block's MLP, `channels` anything else.
+GROUP_KINDS = ("channels", "qk_dim", "v_dim", "embedding", "mlp_hidden")
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class Group:
     consumers: tuple[str, ...]  # weighted nodes that read the group as input channels
     tensors: tuple[str, ...]  # tensors the group's channels live in
     parts: int = 1  # equal parts of size/parts consecutive channels; a plan keeps as many in each part
+    kind: str = "channels"  # see GROUP_KINDS
 
     @property
     def part_size(self) -> int:
@@ -148,6 +154,20 @@ class Reduction:
 
 
 @dataclass(frozen=True)
+class Pinned:
+    """A scalar the exporter computes from a channel count and applies to data, held at its value.
+
+    PyTorch's `scaled_dot_product_attention` exports its softmax temperature as `1 / sqrt(Shape(q)[-1])`:
+    in the pruned model that would read the pruned head width. The masked original, and the model the
+    user trained, use the original one, so surgery writes `value` (`input` of `node`) as a constant.
+    """
+
+    node: str
+    input: str
+    value: np.ndarray = field(compare=False)
+
+
+@dataclass(frozen=True)
 class Structure:
     """Channel groups, layers and blocks of one model, with lookups by id."""
 
@@ -156,6 +176,9 @@ class Structure:
     blocks: tuple[Block, ...]
     channels: dict[str, TensorChannels] = field(default_factory=dict, repr=False, compare=False)
     reductions: tuple[Reduction, ...] = ()
+    pinned: tuple[Pinned, ...] = ()
+    # Reshapes whose computed target surgery rewrites on the output's channel axes (graph/shape_reads.py)
+    channel_targets: tuple[str, ...] = ()
 
     def group(self, group_id: str) -> Group:
         return self._groups_by_id()[group_id]
@@ -187,6 +210,7 @@ class Structure:
                     "id": g.id,
                     "size": g.size,
                     "parts": g.parts,
+                    "kind": g.kind,
                     "prunable": g.prunable,
                     "reason": g.reason,
                     "producers": list(g.producers),

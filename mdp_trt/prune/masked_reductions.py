@@ -7,7 +7,8 @@ with a 0/1 mask `m` of the kept channels, broadcast over the tensor:
 * a mean becomes `sum(x * m) / sum(m)` over the same axes: the sum over kept elements over their
   number, in sums so that one kept channel gives back exactly its value (a ratio of two means rounds,
   and a LayerNorm's 1/sqrt(eps) then amplifies the rounding);
-* sums and norms (`ReduceSum`, `ReduceL1`, `ReduceL2`, `ReduceSumSquare`, `ReduceLogSum`) read `x * m`;
+* sums and norms (`ReduceSum`, `ReduceL1`, `ReduceL2`, `ReduceSumSquare`, `ReduceLogSum`), and products
+  that contract channels (`MatMul`, attention's `q @ k^T`), read `x * m`;
   maxima and log-sum-exp read `x` pushed to -inf where dropped, minima to +inf, products `x * m + 1 - m`;
 * LayerNorm, InstanceNorm and GroupNorm become masked mean and variance arithmetic with their own
   epsilon, scale and bias.
@@ -24,7 +25,8 @@ from mdp_trt.graph.view import GraphView, attributes
 from mdp_trt.prune.constants import ConstantEditor
 from mdp_trt.prune.positions import features
 
-SUM_LIKE = frozenset({"ReduceSum", "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSum"})
+# A product of two activations that contracts channels (attention's q @ k^T) sums over them like these.
+SUM_LIKE = frozenset({"ReduceSum", "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSum", "MatMul"})
 
 
 def mask_reductions(model: onnx.ModelProto, structure: Structure, kept: dict[str, np.ndarray], view: GraphView,

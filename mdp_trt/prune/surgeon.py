@@ -4,7 +4,8 @@ What each op rewrites (the analysis rules in `mdp_trt.graph.rules` decide which 
 weights on both axes (grouped weights per part), biases, BatchNorm/InstanceNorm/LayerNorm/GroupNorm
 parameters, per-channel constants of elementwise ops, Split sizes, Slice bounds and Gather indices
 on the channel axis, Reshape targets (both axes of a split channel axis), Resize sizes and Expand
-shapes. Bounds that the exporter computed from `Shape(x)` become constants of the pruned model.
+shapes. Bounds that the exporter computed from `Shape(x)` become constants of the pruned model, and so do
+the scalars analysis pinned (a softmax temperature read from a head width).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import onnx
 
 from mdp_trt.graph.rules.elementwise import ELEMENTWISE_OPS
 from mdp_trt.graph.rules.select import channel_constant, slice_bounds, split_sizes
-from mdp_trt.graph.structure import Structure, TensorChannels
+from mdp_trt.graph.structure import Pinned, Structure, TensorChannels
 from mdp_trt.graph.view import GraphView, attributes
 from mdp_trt.prune.constants import ConstantEditor
 from mdp_trt.prune.grouped import slice_grouped
@@ -28,6 +29,11 @@ class Surgeon:
         self.structure = structure
         self.kept = kept
         self.editor = editor
+        self.channel_targets = set(structure.channel_targets)
+        self.inserted: list[tuple[str, onnx.NodeProto]] = []  # (before node, new node), for the caller to place
+        self.pins: dict[str, list[Pinned]] = {}
+        for pin in structure.pinned:
+            self.pins.setdefault(pin.node, []).append(pin)
         self.handlers = {
             "Conv": self._conv, "ConvTranspose": self._conv, "Gemm": self._linear, "MatMul": self._linear,
             "BatchNormalization": self._batch_norm, "InstanceNormalization": self._instance_norm,
@@ -38,6 +44,8 @@ class Surgeon:
         }
 
     def slice(self, node: onnx.NodeProto) -> None:
+        for pin in self.pins.get(node.name, ()):
+            self.write(node, list(node.input).index(pin.input), pin.value)
         handler = self.handlers.get(node.op_type)
         if handler is not None and node.domain in ("", "ai.onnx"):
             handler(node)
@@ -243,6 +251,9 @@ class Surgeon:
 
     def _reshape(self, node: onnx.NodeProto) -> None:
         out = node.output[0]
+        if node.name in self.channel_targets:
+            self._channel_target(node)
+            return
         positions = self.kept.get(out)
         shape = self.editor.get(node, 1)
         if positions is None or shape is None:
@@ -252,6 +263,23 @@ class Surgeon:
             if axis < shape.size and shape[axis] > 0:
                 shape[axis] = count
         self.editor.set(node, 1, shape)
+
+    def _channel_target(self, node: onnx.NodeProto) -> None:
+        """A computed target gets the pruned extents on the output's channel axes, its other entries as
+        computed: `Where(on_channel_axis, extents, target)`, placed before the Reshape (`inserted`)."""
+        out = node.output[0]
+        tc = self.structure.channels[out]
+        extents = _kept_extents(tc, self.kept.get(out, np.arange(len(tc.group))))
+        rank = self.view.rank(out)
+        on_axis, values = np.zeros(rank, dtype=bool), np.zeros(rank, dtype=np.int64)
+        for axis, count in extents.items():
+            if tc.single or axis != tc.axes[0]:  # a factored axis's rows are kept whole, and stay computed
+                on_axis[axis], values[axis] = True, count
+        target = f"{node.name}.channel_target"
+        self.inserted.append((node.name, onnx.helper.make_node(
+            "Where", [self.editor.add(f"{node.name}.on_channel_axis", on_axis),
+                      self.editor.add(f"{node.name}.extents", values), node.input[1]], [target], name=target)))
+        node.input[1] = target
 
     def _resize(self, node: onnx.NodeProto) -> None:
         keep = self._on_axis_one(node.input[0])

@@ -38,6 +38,7 @@ def prune_model(model: onnx.ModelProto, structure: Structure, plan: Plan,
     surgeon = Surgeon(view, structure, kept, editor)
     for node in model.graph.node:
         surgeon.slice(node)
+    _insert_before(model, surgeon.inserted)
     editor.commit()
     rewire_identities(model, bypassed)
     remove_dead_nodes(model)
@@ -45,6 +46,13 @@ def prune_model(model: onnx.ModelProto, structure: Structure, plan: Plan,
     if check:
         validate(model)
     return model
+
+
+def _insert_before(model: onnx.ModelProto, inserted: list[tuple[str, onnx.NodeProto]]) -> None:
+    """Place nodes surgery added (computed shapes it rewrote) right before the node that reads them."""
+    for before, new in inserted:
+        position = [n.name for n in model.graph.node].index(before)
+        model.graph.node.insert(position, new)
 
 
 def validate(model: onnx.ModelProto) -> None:

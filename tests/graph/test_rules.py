@@ -143,12 +143,15 @@ def test_squeeze_excitation_with_computed_views_keeps_the_stream_prunable(dynami
     assert structure.group(structure.layers[0].out_group).prunable
 
 
-def test_a_reshape_to_another_tensors_channel_count_freezes_both():
-    structure = exact_for_random_plans(_export(ForeignReshape(), dynamic_batch=True))
-    for layer in structure.layers[:2]:
-        frozen = structure.group(layer.out_group)
-        assert not frozen.prunable and "from another tensor's channel count" in frozen.reason
-    assert all(g.prunable for g in analyze(_export(ForeignReshape())).groups if g.size == 8)  # constant targets
+@pytest.mark.parametrize("dynamic_batch", [False, True], ids=["static", "dynamic-batch"])
+def test_a_reshape_to_another_tensors_channel_count_gets_its_own(dynamic_batch):
+    """The target's channel entry (read from `x`) is written with `v`'s pruned count, its batch and spatial
+    entries stay computed: both tensors stay prunable, apart."""
+    model = _export(ForeignReshape(), dynamic_batch=dynamic_batch)
+    structure = exact_for_random_plans(model)
+    first, second = (structure.layers[0].out_group, structure.layers[1].out_group)
+    assert first != second and structure.group(first).prunable and structure.group(second).prunable
+    assert len(structure.channel_targets) == int(dynamic_batch)  # a static export holds a constant target
 
 
 class GroupNormNet(torch.nn.Module):

@@ -9,7 +9,8 @@ Patterns covered:
   `group`, so it keeps the same number of input channels in each of its groups and the same number of
   output channels in each (`keep_parts_equal` on both sides).
 * `Gemm` (2-D, `transB` either way) and `MatMul` by a constant 2-D weight over the last axis: a
-  Linear layer, channels-first after a Flatten or channels-last after a Transpose to NHWC.
+  Linear layer, channels-first after a Flatten or channels-last after a Transpose to NHWC; a `MatMul`
+  of two activations is attention's (`rules/products.py`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import onnx
 
 from mdp_trt.graph.channelmap import ChannelMap
 from mdp_trt.graph.channels import Walker, WeightedUse
+from mdp_trt.graph.rules.products import product
 from mdp_trt.graph.view import attributes
 
 
@@ -66,6 +68,9 @@ def gemm(w: Walker, node: onnx.NodeProto) -> None:
 
 
 def matmul(w: Walker, node: onnx.NodeProto) -> None:
+    if not w.view.is_constant(node.input[0]) and not w.view.is_constant(node.input[1]):
+        product(w, node)
+        return
     weight = w.view.constant_shape(node.input[1])
     rank = w.rank(node.input[0])
     if weight is None or len(weight) != 2 or not rank or rank < 2 or w.view.is_constant(node.input[0]):
