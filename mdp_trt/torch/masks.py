@@ -47,7 +47,8 @@ def apply_plan(model: nn.Module, plan: Plan, example_inputs: Inputs) -> nn.Modul
     The model trains normally with any optimizer; masked weights, their gradients and optimizer state
     stay zero. In eval mode it computes exactly what `mask_model` (and so `prune_model`) computes,
     except where the plan prunes channels that a normalisation or reduction over channels reads
-    (LayerNorm over C, GroupNorm, GRN): masks cannot take the zeroed channels out of its statistics, so
+    (LayerNorm over C, GroupNorm, GRN, attention's `q @ k^T` over a head width, whose pruned query
+    channels still carry their bias): masks cannot take the zeroed channels out of its statistics, so
     the masked model approximates the pruned one there (a warning says so) and only the pruned export
     of the fine-tuned model is exact.
     """
@@ -60,10 +61,10 @@ def apply_masks(model: nn.Module, graph: TorchGraph, plan: Plan, example_inputs:
     kept = kept_positions(graph.structure, plan)
     statistics = sorted({r.node for r in graph.structure.reductions if r.input in kept})
     if statistics:
-        warnings.warn(f"the plan prunes channels that {len(statistics)} normalisation(s) over channels read "
-                      f"({', '.join(statistics[:3])}{' ...' if len(statistics) > 3 else ''}): their statistics "
-                      "still count the zeroed channels, so the masked model only approximates the pruned one",
-                      stacklevel=3)
+        warnings.warn(f"the plan prunes channels that {len(statistics)} reduction(s) over channels read "
+                      f"({', '.join(statistics[:3])}{' ...' if len(statistics) > 3 else ''}: normalisations, "
+                      "attention scores): they still count the zeroed channels, so the masked model only "
+                      "approximates the pruned one", stacklevel=3)
     for name, keep in parameter_masks(graph, plan).items():
         _mask_parameter(graph.parameters[name], keep)
     for module in modules.values():
