@@ -24,7 +24,7 @@ import onnx
 from mdp_trt.graph.channelmap import ChannelMap
 from mdp_trt.graph.structure import Pinned, Reduction
 from mdp_trt.graph.unionfind import UnionFind
-from mdp_trt.graph.view import GraphView, attributes
+from mdp_trt.graph.view import GraphView
 
 Rule = Callable[["Walker", onnx.NodeProto], None]
 SHAPE_READERS = frozenset({"Shape", "Size", "Constant"})
@@ -196,15 +196,7 @@ class Walker:
         return shape[axis] if shape is not None and 0 <= axis < len(shape) else None
 
     def ints(self, node: onnx.NodeProto, attribute: str, index: int) -> list[int] | None:
-        """An int-list argument given as an attribute (older opsets) or as a static input."""
-        attrs = attributes(node)
-        if attribute in attrs:
-            value = attrs[attribute]
-            return [int(v) for v in value] if isinstance(value, list) else [int(value)]  # type: ignore[union-attr]
-        if len(node.input) > index and node.input[index]:
-            value = self.view.static_value(node.input[index])
-            return None if value is None else [int(v) for v in np.asarray(value).reshape(-1)]
-        return None
+        return self.view.ints(node, attribute, index)
 
     # --- dispatch --------------------------------------------------------------------------------
     def visit(self, node: onnx.NodeProto) -> None:

@@ -129,7 +129,7 @@ def _moved_axis(view: GraphView, node: onnx.NodeProto, axis: int, rank: int) -> 
     if node.op_type == "Transpose":
         perm = [int(p) for p in attributes(node).get("perm") or list(range(rank))[::-1]]  # type: ignore[union-attr]
         return perm.index(axis), rank
-    axes = _axes(view, node)
+    axes = view.ints(node, "axes", 1)
     if node.op_type == "Unsqueeze":
         if axes is None:
             return None
@@ -149,16 +149,6 @@ def _moved_axis(view: GraphView, node: onnx.NodeProto, axis: int, rank: int) -> 
     if axis in axes:
         return None
     return axis - sum(1 for a in axes if a < axis), rank - len(axes)
-
-
-def _axes(view: GraphView, node: onnx.NodeProto) -> list[int] | None:
-    attrs = attributes(node)
-    if "axes" in attrs:
-        return [int(a) for a in attrs["axes"]]  # type: ignore[union-attr]
-    if len(node.input) > 1 and node.input[1]:
-        value = view.constant(node.input[1])
-        return None if value is None else [int(a) for a in np.asarray(value).reshape(-1)]
-    return None
 
 
 def _selected(view: GraphView, node: onnx.NodeProto, tensor: str, axis: int, rank: int,
@@ -205,7 +195,7 @@ def _squeezed(view: GraphView, index: int, output: str, axis: int, removed: tupl
     readers = view.consumers.get(output, [])
     if len(readers) == 1 and readers[0].op_type == "Squeeze" and output not in view.graph_outputs:
         squeeze = readers[0]
-        axes = _axes(view, squeeze)
+        axes = view.ints(squeeze, "axes", 1)
         rank = view.rank(output)
         if axes is not None and rank is not None and [a % rank for a in axes] == [axis]:
             return _Part(index, squeeze.output[0], False, (*removed, squeeze))
@@ -295,7 +285,7 @@ def _without_parts_axis(view: GraphView, op: str, original: onnx.NodeProto, sour
         perm = perm or list(range(rank))[::-1]
         return onnx.helper.make_node("Transpose", [source], [out], name=name,
                                      perm=[p - (p > axis) for p in perm if p != axis])
-    axes = _axes(view, original)
+    axes = view.ints(original, "axes", 1)
     if op == "Unsqueeze":
         rank = (view.rank(original.input[0]) or 0) + len(axes)
         after = _moved_axis(view, original, axis, rank - len(axes))[0]

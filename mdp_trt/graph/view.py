@@ -91,6 +91,17 @@ class GraphView:
         """A constant's shape without decoding stored data (weights can be large)."""
         return self.constants.shape(name)
 
+    def ints(self, node: onnx.NodeProto, attribute: str, index: int) -> list[int] | None:
+        """An int-list argument given as an attribute (older opsets) or as a static input (`axes`, `split`)."""
+        for attr in node.attribute:
+            if attr.name == attribute:
+                value = onnx.helper.get_attribute_value(attr)
+                return [int(v) for v in value] if isinstance(value, list) else [int(value)]
+        if len(node.input) > index and node.input[index]:
+            value = self.static_value(node.input[index])
+            return None if value is None else [int(v) for v in np.asarray(value).reshape(-1)]
+        return None
+
     # --- shapes ----------------------------------------------------------------------------------
     def shape(self, name: str) -> Shape | None:
         if name in self.shapes:

@@ -154,13 +154,9 @@ def channel_constant(view: GraphView, name: str, axis: int, rank: int, width: in
 
 def split_sizes(view: GraphView, node: onnx.NodeProto, length: int) -> list[int] | None:
     """Sizes of a Split's outputs along its axis (attribute, input, num_outputs, or equal parts)."""
-    attrs = attributes(node)
-    if "split" in attrs:
-        return [int(s) for s in attrs["split"]]  # type: ignore[union-attr]
-    if len(node.input) > 1 and node.input[1]:
-        value = view.static_value(node.input[1])
-        return None if value is None else [int(s) for s in np.asarray(value).reshape(-1)]
-    parts = int(attrs.get("num_outputs", len(node.output)))
+    if "split" in attributes(node) or (len(node.input) > 1 and node.input[1]):
+        return view.ints(node, "split", 1)
+    parts = int(attributes(node).get("num_outputs", len(node.output)))
     chunk = -(-length // parts)
     sizes = [chunk] * (parts - 1)
     return [*sizes, length - chunk * (parts - 1)]
