@@ -118,11 +118,12 @@ def _channel_entries_apart(w: Walker, node: onnx.NodeProto, value_name: str, val
                            carriers: list[list[str]]) -> bool:
     """A computed Reshape target whose entries on the output's channel axes move with no size but channel
     counts, and whose other entries (a dynamic batch) move with no channel count: surgery writes the pruned
-    extents into the first (`Structure.channel_targets`), the others stay computed. The rows of a factored
-    axis (heads, kept whole) are among the others: PyTorch's MultiheadAttention sizes them `B * H`.
+    extents into the first (`Structure.channel_targets`), the others stay computed.
 
     PyTorch's MultiheadAttention reads its head width from the query's embedding width, timm's attention
-    reshapes its context to the width of its input: both read channels other than the ones they size."""
+    reshapes its context to the width of its input: both read channels other than the ones they size. The
+    rows of a factored axis (heads, kept whole) count among the others: MultiheadAttention sizes them
+    `B * H`."""
     out = w.maps.get(node.output[0])
     if node.op_type != "Reshape" or out is None or value is None or value.ndim != 1 \
             or value.size != w.rank(node.output[0]):
