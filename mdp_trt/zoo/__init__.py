@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import onnx
 
 from mdp_trt.errors import InputError
-from mdp_trt.zoo import densenet, mobilenet, resnet, toy, unet, vgg
+from mdp_trt.zoo import densenet, mobilenet, resnet, toy, unet, vgg, vit
 from mdp_trt.zoo.builder import GraphBuilder
 
 Family = Callable[..., str]
@@ -47,6 +47,11 @@ _MODELS: dict[str, ZooModel] = {
     "unet": ZooModel(
         unet.unet, "small U-Net, ConvTranspose and Resize (nearest, linear) upsampling, skip concats", 2, 8, 8
     ),
+    "vit_tiny": ZooModel(
+        vit.vit_tiny,
+        "DeiT-tiny as timm writes it: patches of 16, embedding 192 (3 heads of 64), 12 blocks, MLP 768, class token",
+        1000, vit.PATCH, vit.PATCH,
+    ),
 }
 
 NAMES: tuple[str, ...] = tuple(_MODELS)
@@ -59,7 +64,7 @@ def summary(name: str) -> str:
 
 def _spec(name: str) -> ZooModel:
     try:
-        return _MODELS[name]
+        return _MODELS[name.replace("-", "_")]  # `vit-tiny` as well as `vit_tiny`
     except KeyError:
         raise InputError(f"unknown zoo model {name!r}; choose one of: {', '.join(NAMES)}") from None
 

@@ -105,17 +105,18 @@ class GraphBuilder:
         return name
 
     # ---- weighted layers -----------------------------------------------------------------------
-    def _normal(self, shape: Sequence[int], std: float) -> np.ndarray:
+    def normal(self, shape: Sequence[int], std: float) -> np.ndarray:
+        """Seeded float32 N(0, std^2) values: the builder's one source of weights, so a seed fixes them all."""
         weights = self.rng.standard_normal(tuple(shape), dtype=np.float32)
         weights *= np.float32(std)  # in place: VGG's first Gemm weight alone is 411 MB
         return weights
 
-    def _bias(self, n: int) -> np.ndarray:
-        return self._normal((n,), 0.02)
+    def bias(self, n: int) -> np.ndarray:
+        return self.normal((n,), 0.02)
 
     def _conv_weight(self, cin: int, cout: int, k: int, group: int, gain: float) -> np.ndarray:
         """He-normal weight, variance gain / fan_in: gain 2 keeps the scale through a following ReLU."""
-        return self._normal((cout, cin // group, k, k), math.sqrt(gain / (cin // group * k * k)))
+        return self.normal((cout, cin // group, k, k), math.sqrt(gain / (cin // group * k * k)))
 
     def conv(
         self,
@@ -132,7 +133,7 @@ class GraphBuilder:
     ) -> str:
         """A square Conv with padding k//2 (spatial size kept at stride 1)."""
         weight = self._conv_weight(cin, cout, k, group, gain)
-        b = self._bias(cout) if bias else None
+        b = self.bias(cout) if bias else None
         value = probe.conv(self.values[x], weight, b, stride, k // 2, group)
         return self._emit_conv(x, name, weight, b, value, stride=stride, group=group)
 
@@ -171,8 +172,8 @@ class GraphBuilder:
         var = x.var(axis=(0, 2, 3), dtype=np.float64)
         var = np.maximum(var, 1e-3 * var.mean() + 1e-6)  # a channel ReLU killed on the probe
         gamma = self.rng.uniform(0.5, 1.5, c).astype(np.float32)
-        beta = self._normal((c,), 0.1)
-        run_mean = (mean + self._normal((c,), 0.1) * np.sqrt(var)).astype(np.float32)
+        beta = self.normal((c,), 0.1)
+        run_mean = (mean + self.normal((c,), 0.1) * np.sqrt(var)).astype(np.float32)
         run_var = (self.rng.uniform(0.5, 1.5, c) * var).astype(np.float32)
         return gamma, beta, run_mean, run_var
 
@@ -206,7 +207,7 @@ class GraphBuilder:
         The draws and probe values are the same either way, so the folded model equals the unfolded one.
         """
         weight = self._conv_weight(cin, cout, k, group, gain)
-        b = self._bias(cout) if bias else None
+        b = self.bias(cout) if bias else None
         z = probe.conv(self.values[x], weight, b, stride, k // 2, group)
         params = self._bn_params(z)
         y = _batchnorm(z, params)
@@ -222,8 +223,8 @@ class GraphBuilder:
     def conv_transpose(self, x: str, name: str, cin: int, cout: int, k: int) -> str:
         """A ConvTranspose upsampler with kernel = stride = k: each output pixel sees one tap per input
         channel, so its He fan-in is cin."""
-        weight = self._normal((cin, cout, k, k), math.sqrt(2.0 / cin))
-        bias = self._bias(cout)
+        weight = self.normal((cin, cout, k, k), math.sqrt(2.0 / cin))
+        bias = self.bias(cout)
         inputs = [x, self.param(f"{name}.weight", weight), self.param(f"{name}.bias", bias)]
         return self.node(
             "ConvTranspose",
@@ -237,8 +238,8 @@ class GraphBuilder:
 
     def gemm(self, x: str, name: str, cin: int, cout: int, *, gain: float = 1.0) -> str:
         """A Linear layer as torch exports it: Gemm with transB=1, weight (out, in), bias (out,)."""
-        weight = self._normal((cout, cin), math.sqrt(gain / cin))
-        bias = self._bias(cout)
+        weight = self.normal((cout, cin), math.sqrt(gain / cin))
+        bias = self.bias(cout)
         inputs = [x, self.param(f"{name}.weight", weight), self.param(f"{name}.bias", bias)]
         value = probe.gemm(self.values[x], weight, bias)
         return self.node("Gemm", inputs, name, value, alpha=1.0, beta=1.0, transB=1)
@@ -263,6 +264,18 @@ class GraphBuilder:
 
     def mul(self, a: str, b: str, name: str) -> str:
         return self.node("Mul", [a, b], name, self.values[a] * self.values[b])
+
+    def split(self, x: str, name: str, sizes: Sequence[int], axis: int) -> list[str]:
+        """Split along `axis` into parts of `sizes` (a `split` input, opset 13+); outputs `name.0`, `name.1`..."""
+        self._claim(name)
+        outputs = [self._claim(f"{name}.{i}") for i in range(len(sizes))]
+        label = "_".join(str(s) for s in sizes)
+        split = self.const(f"const.split_{label}", np.array(list(sizes), np.int64))
+        self.nodes.append(helper.make_node("Split", [x, split], outputs, name=name, axis=axis))
+        bounds = np.cumsum(sizes)[:-1]
+        for output, value in zip(outputs, np.split(self.values[x], bounds, axis=axis), strict=True):
+            self.values[output] = value
+        return outputs
 
     def concat(self, xs: Sequence[str], name: str) -> str:
         """Concatenate on the channel axis."""

@@ -8,6 +8,8 @@ part per head), the rewrite must compute what the export computes, and random pl
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import onnx
 import pytest
@@ -146,3 +148,15 @@ def test_pruned_attention_runs_at_the_reduced_widths() -> None:
     pruned = prune_model(model, structure, plan)
     feeds = random_inputs(model, np.random.default_rng(1))
     assert run(pruned, feeds)[0].shape == (1, N, 3)
+
+
+def test_the_zoo_vit_exposes_every_attention_and_prunes_exactly() -> None:
+    from mdp_trt import zoo
+
+    model = zoo.build("vit-tiny", input_size=32, batch="N", num_classes=10)
+    structure = analyze(model)
+    kinds = Counter(g.kind for g in structure.groups if g.prunable)
+    assert (kinds["qk_dim"], kinds["v_dim"], kinds["mlp_hidden"], kinds["embedding"]) == (12, 12, 12, 1)
+    assert len(structure.blocks) == 24  # attention and MLP of every block, apart
+    rng = np.random.default_rng(0)
+    assert_oracle(model, structure, random_plan(structure, rng, block_rate=0.3), rng)
