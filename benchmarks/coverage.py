@@ -167,7 +167,7 @@ def flops_shares(structure) -> tuple[float, float]:
         return sum(s.size for s in segments if s.group in prunable) / total if total else 0.0
 
     total = any_side = both_sides = 0.0
-    for layer in structure.layers:
+    for layer in structure.weighted_layers:
         macs = layer_macs(layer)
         p_in, p_out = share(layer.in_segments), share(layer.out_segments)
         if getattr(layer, "depthwise", False):

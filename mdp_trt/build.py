@@ -45,7 +45,7 @@ from mdp_trt.latency.backends.base import check_precision
 from mdp_trt.latency.bench import bench_model, check_batch
 from mdp_trt.latency.calibrate import calibrate, stored_calibration
 from mdp_trt.latency.grid import GridConfig, group_levels
-from mdp_trt.latency.predict import kept_widths, layer_channels, predict_latency, removed_layers
+from mdp_trt.latency.predict import kept_widths, layer_channels, layer_reads, predict_latency, removed_layers
 from mdp_trt.latency.profile import model_opset, profile_tables
 from mdp_trt.latency.store import open_db, resolve_db_path
 from mdp_trt.latency.tables import LatencyTable
@@ -327,11 +327,13 @@ def _layer_latency(structure: Structure, tables: dict[str, LatencyTable], plan: 
     widths = kept_widths(structure, plan)
     gone = removed_layers(structure, plan)
     rows = []
+    dense_widths = {g.id: g.size for g in structure.groups}
     for layer in structure.layers:
-        table = tables[layer.name]
         k_in, k_out = layer_channels(layer, widths)
-        pruned = 0.0 if layer.name in gone else table.lookup(None if table.depthwise else k_in, k_out)
-        rows.append({"name": layer.name, "dense_ms": table.dense_ms, "pruned_ms": pruned,
+        dense = sum(r.weight * tables[r.table].lookup(*r.cell) for r in layer_reads(layer, tables, dense_widths))
+        pruned = 0.0 if layer.name in gone else sum(
+            r.weight * tables[r.table].lookup(*r.cell) for r in layer_reads(layer, tables, widths))
+        rows.append({"name": layer.name, "dense_ms": dense, "pruned_ms": pruned,
                      "channels": [k_in, k_out], "removed": layer.name in gone})
     return rows
 

@@ -29,6 +29,7 @@ from mdp_trt.latency import (
     profile_tables,
     stored_calibration,
 )
+from mdp_trt.latency.decompose import layer_name
 from mdp_trt.latency.profile import OffGridResult, profile_off_grid
 from mdp_trt.prune import Plan
 
@@ -124,7 +125,7 @@ def off_grid_note(off_grid: OffGridResult) -> str:
     prediction read off interpolated cells is less sure than one read off measured cells, so it says so."""
     if not off_grid.cells:
         return ""
-    layers = len({cell.layer for cell in off_grid.cells})
+    layers = len({layer_name(cell.layer) for cell in off_grid.cells})
     note = f"{layers} layer(s) read off the profiled grid ({off_grid.unique_probes} probe(s)): "
     if off_grid.interpolated:
         shown = "; ".join(cell.describe() for cell in off_grid.interpolated)

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import onnx
 
+from mdp_trt.graph.attention import attention_layers
 from mdp_trt.graph.blocks import find_blocks
 from mdp_trt.graph.channels import propagate
 from mdp_trt.graph.fused_parts import has_fused_parts, split_fused_parts
@@ -67,6 +68,7 @@ def analyze(model: onnx.ModelProto) -> Structure:
     block_of = _innermost_block(blocks)
     # Layers record the model's own shapes (a symbolic size stays unknown, for profiling to refuse).
     layers = build_layers(GraphView(named) if sized else view, prop.weighted, index, block_of)
+    layers += attention_layers(view, index, tuple(prop.reductions), block_of)
     groups = _transformer_kinds(index.groups, layers, blocks, {r.node for r in prop.reductions
                                                                if view.node_by_name[r.node].op_type == "MatMul"})
     return Structure(groups, tuple(layers), tuple(blocks), dict(index.tensors), tuple(prop.reductions),

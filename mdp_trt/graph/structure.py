@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+ATTENTION_OP = "Attention"  # a layer of the latency model without weights: softmax(q @ k^T) @ v (graph/attention.py)
 # What a group's channels are: `qk_dim` the per-head width of attention's queries and keys (q and k tied,
 # each head keeping as many: `parts` is the head count), `v_dim` that of its values (v and the output
 # projection), `embedding` a transformer's residual stream (the token width every block reads and adds
@@ -64,7 +65,8 @@ class Segment:
 
 @dataclass(frozen=True)
 class Layer:
-    """A weighted op (Conv, ConvTranspose, Gemm, MatMul with a constant weight).
+    """A weighted op (Conv, ConvTranspose, Gemm, MatMul with a constant weight), or an attention core
+    (op `Attention`, no weight: its sides are the query/key and the value head widths), as latency sees it.
 
     `in_group`/`out_group` are set when the whole input/output channel axis is one group; a layer that
     reads a Concat of several groups has `in_group=None` and its parts in `in_segments`.
@@ -197,6 +199,11 @@ class Structure:
 
     def _groups_by_id(self) -> dict[str, Group]:
         return {g.id: g for g in self.groups}
+
+    @property
+    def weighted_layers(self) -> tuple[Layer, ...]:
+        """The layers that hold weights (the attention cores, timed as layers, hold none)."""
+        return tuple(la for la in self.layers if la.op != ATTENTION_OP)
 
     @property
     def prunable_groups(self) -> tuple[Group, ...]:

@@ -47,7 +47,7 @@ def load_scores(path: Path, model: onnx.ModelProto, structure: Structure) -> dic
     groups = {g.id: g for g in structure.groups}
     block_ids = {b.id for b in structure.blocks}
     weight_of = {node.name: node.input[1] for node in model.graph.node if len(node.input) > 1}
-    layer_by_weight = {weight_of.get(la.name): la for la in structure.layers}
+    layer_by_weight = {weight_of.get(la.name): la for la in structure.weighted_layers}
     node_output = {node.name: node.output[0] for node in model.graph.node}
     group_ids = [g.id for g in structure.groups]
     parents = {b.id: b.parent for b in structure.blocks}

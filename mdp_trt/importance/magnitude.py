@@ -25,7 +25,7 @@ def channel_scores(model: onnx.ModelProto, structure: Structure, norm: str = "l2
     scores.update({b.id: np.zeros(1) for b in structure.blocks})
     parents = {b.id: b.parent for b in structure.blocks}
     group_ids = [g.id for g in structure.groups]
-    for layer in structure.layers:
+    for layer in structure.weighted_layers:
         node = view.node_by_name[layer.name]
         per_output = _filter_norms(view, node, layer, norm) * _bn_scale(view, layer)
         tc = structure.channels[node.output[0]]

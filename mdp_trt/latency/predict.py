@@ -1,7 +1,8 @@
 """Predicted latency of a pruning plan: the sum of the active layers' table entries, calibrated.
 
 For each layer not inside a removed block, the table is read at (kept input channels, kept output
-channels) — the bilayer model of MDP, where a layer's cost depends on both neighbouring groups. The
+channels) — the bilayer model of MDP, where a layer's cost depends on both neighbouring groups. A side that
+spans several groups is read one group at a time (`latency.decompose`). The
 HALP-style variant freezes the input at the dense width (`freeze_inputs=True`), as methods that
 model each layer by its own output channels alone do; it is kept for comparison.
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mdp_trt.graph.structure import Layer, Structure
+from mdp_trt.latency.decompose import part_tables
 from mdp_trt.latency.tables import Cell, LatencyTable, neighbours
 
 if TYPE_CHECKING:
@@ -57,28 +59,52 @@ def layer_channels(layer: Layer, widths: dict[str, int]) -> tuple[int, int]:
     return _segments_width(layer.in_segments, widths, layer.in_channels), k_out
 
 
-def plan_cells(
+@dataclass(frozen=True)
+class Read:
+    """One table entry a prediction adds: `weight` times table `table` at `cell`."""
+
+    table: str
+    cell: Cell
+    weight: float = 1.0
+
+
+def layer_reads(layer: Layer, tables: dict[str, LatencyTable], widths: dict[str, int], *,
+                freeze_inputs: bool = False) -> list[Read]:
+    """The table entries a layer's latency sums under group `widths`: its table at (k_in, k_out), or, for a
+    side that spans several groups, each group's table at its width, weighted by its share of the side
+    (`latency.decompose`)."""
+    k_in, k_out = layer_channels(layer, widths)
+    found = part_tables(layer, tables)
+    if found is None:
+        table = tables[layer.name]
+        return [Read(layer.name, table.cell(None if freeze_inputs or table.depthwise else k_in, k_out))]
+    reads = []
+    for name, side, weight in found:
+        table = tables[name]
+        if side == "out":
+            cell = table.cell(None if freeze_inputs else k_in, widths.get(table.out_group))
+        else:
+            cell = table.cell(None if freeze_inputs else widths.get(table.in_group), k_out)
+        reads.append(Read(name, cell, weight))
+    return reads
+
+
+def plan_reads(
     structure: Structure, tables: dict[str, LatencyTable], plan: Plan, *, freeze_inputs: bool = False
-) -> dict[str, Cell]:
-    """The table cell each active layer (not inside a removed block) reads under `plan`."""
+) -> list[Read]:
+    """The table entries the active layers (not inside a removed block) read under `plan`."""
     widths = kept_widths(structure, plan)
     skip = removed_layers(structure, plan)
-    cells: dict[str, Cell] = {}
-    for layer in structure.layers:
-        if layer.name in skip:
-            continue
-        k_in, k_out = layer_channels(layer, widths)
-        table = tables[layer.name]
-        cells[layer.name] = table.cell(None if freeze_inputs or table.depthwise else k_in, k_out)
-    return cells
+    return [read for layer in structure.layers if layer.name not in skip
+            for read in layer_reads(layer, tables, widths, freeze_inputs=freeze_inputs)]
 
 
 def layer_sum(
     structure: Structure, tables: dict[str, LatencyTable], plan: Plan, *, freeze_inputs: bool = False
 ) -> float:
     """Sum of the active layers' table latencies (ms) under `plan`."""
-    cells = plan_cells(structure, tables, plan, freeze_inputs=freeze_inputs)
-    return sum((tables[name].lookup(*cell) for name, cell in cells.items()), 0.0)
+    reads = plan_reads(structure, tables, plan, freeze_inputs=freeze_inputs)
+    return sum((r.weight * tables[r.table].lookup(*r.cell) for r in reads), 0.0)
 
 
 @dataclass(frozen=True)
@@ -120,7 +146,8 @@ def _axis_text(label: str, k: int, between: tuple[int, int]) -> str:
 def off_grid_cells(structure: Structure, tables: dict[str, LatencyTable], plan: Plan) -> list[OffGridCell]:
     """Every cell `plan` reads off its layer's grid (measured as a point or not), in layer order."""
     cells = []
-    for name, (k_in, k_out) in plan_cells(structure, tables, plan).items():
+    for read in dict.fromkeys((r.table, r.cell) for r in plan_reads(structure, tables, plan)):
+        name, (k_in, k_out) = read
         table = tables[name]
         if not table.on_grid(k_in, k_out):
             cells.append(OffGridCell(name, k_in, k_out, neighbours(table.in_levels, k_in),

@@ -1,4 +1,5 @@
-"""Probes: a minimal ONNX model of one layer (weighted op + fused epilogue) at chosen channel counts.
+"""Probes: a minimal ONNX model of one layer (weighted op + fused epilogue, or an attention core) at chosen
+channel counts.
 
 A probe's *signature* hashes everything that changes its latency except the channel counts (they are
 the table's axes) and the names, so identical layers in one model, or across models, share database
@@ -18,7 +19,7 @@ from onnx import helper, numpy_helper
 
 from latency_db import content_hash
 from mdp_trt.errors import InputError
-from mdp_trt.graph.structure import Layer
+from mdp_trt.graph.structure import ATTENTION_OP, Layer
 
 PROBE_VERSION = 1  # bump when probe construction changes what is measured
 DEFAULT_OPSET = 17
@@ -62,6 +63,8 @@ class ProbeSpec:
 
     @classmethod
     def from_layer(cls, layer: Layer, opset: int = DEFAULT_OPSET) -> ProbeSpec:
+        if layer.op == ATTENTION_OP:
+            return cls._attention(layer, opset)
         if layer.op not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
             raise InputError(f"layer {layer.name}: no probe for op {layer.op}")
         if len(layer.input_shape) < 2 or any(d is None for d in layer.input_shape[1:]):
@@ -87,6 +90,14 @@ class ProbeSpec:
             depthwise=layer.depthwise,
             opset=opset,
         )
+
+    @classmethod
+    def _attention(cls, layer: Layer, opset: int) -> ProbeSpec:
+        """An attention core: `in_spatial` is (heads, queries), its attrs hold the heads and the keys."""
+        heads, queries = layer.input_shape[1], layer.input_shape[2]
+        return cls(op=ATTENTION_OP, attrs={k: _jsonable(v) for k, v in layer.attrs.items()},
+                   in_spatial=(int(heads), int(queries)), out_spatial=(int(heads), int(queries)), in_repeat=1,
+                   has_bias=False, epilogue=(), dtype=layer.dtype, depthwise=False, opset=opset)
 
     def description(self) -> dict[str, Any]:
         """The canonical content of the signature (also stored in the database's probe table)."""
@@ -141,6 +152,8 @@ class _ProbeBuilder:
 
     def model(self) -> onnx.ModelProto:
         spec = self.spec
+        if spec.op == ATTENTION_OP:
+            return self.attention()
         x_shape = self.input_shape()
         y = self.weighted("X")
         for index, (op, attrs) in enumerate(spec.epilogue):
@@ -156,6 +169,37 @@ class _ProbeBuilder:
         model = helper.make_model(
             graph, opset_imports=[helper.make_opsetid("", spec.opset)], producer_name="mdp-trt probe"
         )
+        model.ir_version = IR_VERSION
+        return model
+
+    def attention(self) -> onnx.ModelProto:
+        """`softmax(Q @ K^T * scale) @ V` with Q (B, H, N, k_in / H), K (B, H, M, k_in / H), V (B, H, M, k_out / H),
+        the scores' and the context's shapes as in the model (the scale's value does not change the cost)."""
+        spec = self.spec
+        heads, queries = spec.in_spatial
+        keys = int(spec.attrs["keys"])
+        if self.k_in % heads or self.k_out % heads:
+            raise InputError(f"an attention probe of {heads} heads needs widths divisible by them, got "
+                             f"{self.k_in} and {self.k_out}")
+        qk, v = self.k_in // heads, self.k_out // heads
+        shapes = {"Q": [self.batch, heads, queries, qk], "K": [self.batch, heads, keys, qk],
+                  "V": [self.batch, heads, keys, v]}
+        scale = self.const("scale", np.asarray(qk ** -0.5))
+        self.nodes += [
+            helper.make_node("Transpose", ["K"], ["k_t"], name="k_transpose", perm=[0, 1, 3, 2]),
+            helper.make_node("Mul", ["Q", scale], ["q_scaled"], name="scale"),
+            helper.make_node("MatMul", ["q_scaled", "k_t"], ["scores"], name="scores"),
+            helper.make_node("Softmax", ["scores"], ["attn"], name="softmax", axis=-1),
+            helper.make_node("MatMul", ["attn", "V"], ["Y"], name="context"),
+        ]
+        graph = helper.make_graph(
+            self.nodes, "probe_attention",
+            [helper.make_tensor_value_info(name, self.elem_type, shape) for name, shape in shapes.items()],
+            [helper.make_tensor_value_info("Y", self.elem_type, [self.batch, heads, queries, v])],
+            initializer=self.inits,
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", spec.opset)],
+                                  producer_name="mdp-trt probe")
         model.ir_version = IR_VERSION
         return model
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import onnx
@@ -27,6 +27,7 @@ from rich.progress import (
 from latency_db import Entry, EntryKey, LatencyDB
 from mdp_trt.graph.structure import Layer, Structure
 from mdp_trt.latency.backends.base import Backend, measure_probe
+from mdp_trt.latency.decompose import parts
 from mdp_trt.latency.grid import DEFAULT_GRID, GridConfig, group_levels
 from mdp_trt.latency.predict import OffGridCell, off_grid_cells
 from mdp_trt.latency.probes import DEFAULT_OPSET, ProbeSpec, build_probe
@@ -141,6 +142,25 @@ def _axis(
     return None, (full,)
 
 
+def layer_grids(layer: Layer, levels: dict[str, tuple[int, ...]], opset: int = DEFAULT_OPSET
+                ) -> tuple[LayerGrid, ...]:
+    """The layer's table, or one per group of a side that spans several (`latency.decompose`)."""
+    varying = {g for g, lv in levels.items() if len(lv) > 1}
+    found = parts(layer, varying, {g: lv[-1] for g, lv in levels.items()})
+    if not found:
+        return (layer_grid(layer, levels, opset),)
+    whole = layer_grid(layer, levels, opset)
+    grids = []
+    for part in found:
+        if part.side == "out":
+            grids.append(replace(whole, layer=part.table, out_group=part.group, out_levels=levels[part.group],
+                                 out_scale=part.scale))
+        else:
+            grids.append(replace(whole, layer=part.table, in_group=part.group, in_levels=levels[part.group],
+                                 in_scale=part.scale))
+    return tuple(grids)
+
+
 def layer_grid(layer: Layer, levels: dict[str, tuple[int, ...]], opset: int = DEFAULT_OPSET) -> LayerGrid:
     out_group, out_levels = _axis(layer.out_group, levels, layer.out_channels)
     if layer.depthwise:
@@ -166,7 +186,7 @@ def plan_probes(
     structure: Structure, grid: GridConfig = DEFAULT_GRID, opset: int = DEFAULT_OPSET
 ) -> ProbePlan:
     levels = group_levels(structure, grid)
-    grids = tuple(layer_grid(layer, levels, opset) for layer in structure.layers)
+    grids = tuple(grid for layer in structure.layers for grid in layer_grids(layer, levels, opset))
     tasks: dict[EntryKey, ProbeTask] = {}
     for g in grids:
         for _, _, task in g.cells():

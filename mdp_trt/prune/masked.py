@@ -29,7 +29,7 @@ def mask_model(model: onnx.ModelProto, structure: Structure, plan: Plan) -> onnx
     view = GraphView(model, infer_shapes=bool(structure.reductions), representative_sizes=has_symbolic_sizes(model))
     editor = ConstantEditor(model, view)
     kept = kept_positions(structure, plan)
-    for layer in structure.layers:
+    for layer in structure.weighted_layers:
         node = view.node_by_name[layer.name]
         source = node.input[0]
         weight = editor.get(node, 1)

@@ -94,7 +94,7 @@ class Plan:
                 if len(set(counts.tolist())) != 1:
                     raise InputError(
                         f"plan: group '{gid}' has {group.parts} parts of {group.part_size} channels (a grouped "
-                        f"convolution or GroupNorm) and must keep as many in each; the plan keeps "
+                        f"convolution, a GroupNorm, attention heads) and must keep as many in each; the plan keeps "
                         f"{', '.join(str(c) for c in counts.tolist())}")
         known_blocks = {b.id for b in structure.blocks}
         for bid in self.remove_blocks:

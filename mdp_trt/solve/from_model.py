@@ -29,6 +29,7 @@ from mdp_trt.graph.structure import Group as ChannelGroup
 from mdp_trt.graph.structure import Structure
 from mdp_trt.importance.selection import level_importance, top_channels
 from mdp_trt.latency.calibrate import Calibration
+from mdp_trt.latency.decompose import part_tables
 from mdp_trt.latency.tables import LatencyTable
 from mdp_trt.prune.plan import Plan
 from mdp_trt.solve.problem import Block, Group, Layer, Problem
@@ -56,17 +57,13 @@ def problem_from_model(
 
     layers: list[Layer] = []
     for layer in structure.layers:
-        table = tables[layer.name]
-        ms = table.ms
-        in_group = table.in_group if table.in_group in in_problem else None
-        out_group = table.out_group if table.out_group in in_problem else None
-        if in_group is None:
-            ms = ms[-1:, :]  # a side the solver does not choose stays at its full width
-        if out_group is None:
-            ms = ms[:, -1:]
-        layers.append(
-            Layer(layer.name, in_group, out_group, layer_block.get(layer.name), law.scale * ms, np.zeros(0))
-        )
+        block = layer_block.get(layer.name)
+        found = part_tables(layer, tables)
+        if found is None:
+            layers.append(_table_layer(layer.name, tables[layer.name], in_problem, block, law.scale))
+            continue
+        for name, _side, weight in found:  # a side that spans several groups (latency.decompose)
+            layers.append(_table_layer(name, tables[name], in_problem, block, law.scale * weight))
 
     owners = {g.id: _owning_block(structure, g.producers, layer_block) if use_blocks else None
               for g in structure.groups}
@@ -115,6 +112,19 @@ def _block_extras(structure: Structure, scores: Mapping[str, np.ndarray], prunab
         if own > lost:
             extras[block.id] = own - lost
     return extras
+
+
+def _table_layer(name: str, table: LatencyTable, in_problem: set[str], block: str | None, scale: float) -> Layer:
+    """A problem layer over the groups of `table` the solver chooses; a side it does not choose stays at its
+    full width (the table's last row or column)."""
+    ms = table.ms
+    in_group = table.in_group if table.in_group in in_problem else None
+    out_group = table.out_group if table.out_group in in_problem else None
+    if in_group is None:
+        ms = ms[-1:, :]
+    if out_group is None:
+        ms = ms[:, -1:]
+    return Layer(name, in_group, out_group, block, scale * ms, np.zeros(0))
 
 
 def _owning_block(

@@ -78,7 +78,7 @@ def parameter_masks(graph: TorchGraph, plan: Plan) -> dict[str, np.ndarray]:
     plan.validate(structure)
     kept = kept_positions(structure, plan)
     masks = _MaskSet(graph)
-    for layer in structure.layers:
+    for layer in structure.weighted_layers:
         node = graph.node(layer.name)
         source, out = node.input[0], node.output[0]
         attrs, shape = attributes(node), masks.shape(node.input[1])

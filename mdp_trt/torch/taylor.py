@@ -73,7 +73,7 @@ def taylor_scores(model: nn.Module, graph: TorchGraph, batches: Sequence[Batch],
 def _terms(graph: TorchGraph, offsets: np.ndarray) -> list[_Term]:
     structure = graph.structure
     terms = []
-    for layer in structure.layers:
+    for layer in structure.weighted_layers:
         node = graph.node(layer.name)
         tc = structure.channels[node.output[0]]
         slots = torch.as_tensor(offsets[tc.group] + tc.channel, dtype=torch.long)

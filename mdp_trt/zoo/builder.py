@@ -130,12 +130,14 @@ class GraphBuilder:
         group: int = 1,
         bias: bool = False,
         gain: float = 2.0,
+        pad: int | None = None,
     ) -> str:
-        """A square Conv with padding k//2 (spatial size kept at stride 1)."""
+        """A square Conv with padding `pad`, by default k//2 (spatial size kept at stride 1)."""
         weight = self._conv_weight(cin, cout, k, group, gain)
         b = self.bias(cout) if bias else None
-        value = probe.conv(self.values[x], weight, b, stride, k // 2, group)
-        return self._emit_conv(x, name, weight, b, value, stride=stride, group=group)
+        pad = k // 2 if pad is None else pad
+        value = probe.conv(self.values[x], weight, b, stride, pad, group)
+        return self._emit_conv(x, name, weight, b, value, stride=stride, group=group, pad=pad)
 
     def _emit_conv(
         self,
@@ -147,12 +149,13 @@ class GraphBuilder:
         *,
         stride: int,
         group: int,
+        pad: int | None = None,
     ) -> str:
         k = weight.shape[2]
         inputs = [x, self.param(f"{name}.weight", weight)]
         if bias is not None:
             inputs.append(self.param(f"{name}.bias", bias))
-        p = k // 2
+        p = k // 2 if pad is None else pad
         return self.node(
             "Conv",
             inputs,

@@ -25,7 +25,7 @@ def vit_tiny(b: GraphBuilder, x: str, *, num_classes: int, width: float, input_s
     heads, depth = 3, 12
     head_dim = make_divisible(64 * width)
     dim = heads * head_dim
-    y = b.conv(x, "patch_embed.proj", 3, dim, PATCH, stride=PATCH, bias=True, gain=1.0)
+    y = b.conv(x, "patch_embed.proj", 3, dim, PATCH, stride=PATCH, bias=True, gain=1.0, pad=0)
     y = _transpose(b, _reshape(b, y, [0, dim, -1], "patch_embed.flatten"), [0, 2, 1], "patch_embed.transpose")
     y = _with_class_token(b, y, dim)
     tokens = b.values[y].shape[1]
@@ -54,7 +54,9 @@ def _attention(b: GraphBuilder, x: str, name: str, dim: int, heads: int, head_di
     parts = b.split(qkv, f"{name}.unbind", [1, 1, 1], axis=0)
     q, k, v = (b.node("Squeeze", [part, b.const("const.axes_0", np.array([0], np.int64))], f"{part}.squeeze",
                       b.values[part][0]) for part in parts)
-    scale = _learnt(b, f"{name}.scale", np.array(head_dim ** -0.5, np.float32))
+    scale = np.array(head_dim ** -0.5, np.float32)
+    b.values["const.attn_scale"] = scale  # read by the Mul below, like the parameters `_learnt` records
+    scale = b.const("const.attn_scale", scale)
     q = b.mul(q, scale, f"{name}.q_scale")
     k_t = _transpose(b, k, [0, 1, 3, 2], f"{name}.k_transpose")
     scores = b.node("MatMul", [q, k_t], f"{name}.scores", b.values[q] @ b.values[k_t])

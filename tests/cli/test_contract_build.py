@@ -249,20 +249,22 @@ def test_a_calibration_over_no_layer_is_finite():
 
 
 def straddling_comparison(reference, candidate, backend, **_kwargs) -> Comparison:
-    """Every plan's pairs alternate between 0.88x and 0.94x dense: an interval around the 1/1.1 asked for."""
+    """Every plan's pairs alternate between 0.80x and 0.87x dense: an interval around the 1/1.2 asked for."""
     calls = iter(range(10**6))
     ten_pairs = InterleavedProtocol(warmup_runs=1, warmup_seconds=0.0, block_ms=0.0, max_pairs=10)
-    return ten_pairs.run(lambda runs: [1.0] * runs, lambda runs: [0.88 if next(calls) % 2 else 0.94] * runs)
+    return ten_pairs.run(lambda runs: [1.0] * runs, lambda runs: [0.80 if next(calls) % 2 else 0.87] * runs)
 
 
 def test_a_host_too_noisy_to_decide_exits_3_and_says_so(root, monkeypatch, capsys):
     monkeypatch.setattr(closed_loop_module, "compare_models", straddling_comparison)
     out = root / "undecided"
-    # 1.1x, not more: the toy model's tables must reach the target on a loaded host too, for the loop to
-    # get as far as its verdict
-    code = main(build_args(root / "toy.onnx", out, root / "db.sqlite", "--speedup", "1.1", "--rounds", "2"))
+    # the toy at 64 px: at 16 its tables, all per-run overhead, may not reach 1.2x on a loaded host, and the
+    # loop must get as far as its verdict
+    model = root / "toy64.onnx"
+    save_model_atomic(zoo_build("toy", input_size=64, batch=1), model)
+    code = main(build_args(model, out, root / "db.sqlite", "--speedup", "1.2", "--rounds", "2"))
     err = capsys.readouterr().err
     assert code == 3 and "too noisy to decide" in err.strip().splitlines()[-1]
     measured = json.loads((out / "report.json").read_text())["measured"]
     low, high = measured["ratio_ci"]
-    assert measured["decision"] == "undecided" and not measured["met"] and low < 1 / 1.1 < high
+    assert measured["decision"] == "undecided" and not measured["met"] and low < 1 / 1.2 < high

@@ -160,3 +160,15 @@ def test_the_zoo_vit_exposes_every_attention_and_prunes_exactly() -> None:
     assert len(structure.blocks) == 24  # attention and MLP of every block, apart
     rng = np.random.default_rng(0)
     assert_oracle(model, structure, random_plan(structure, rng, block_rate=0.3), rng)
+
+
+def test_each_attention_core_is_a_timed_layer_over_its_two_head_widths() -> None:
+    from mdp_trt.graph.structure import ATTENTION_OP
+
+    structure = analyze(attention_model("split_squeeze"))
+    (core,) = [la for la in structure.layers if la.op == ATTENTION_OP]
+    qk = next(g for g in structure.groups if g.kind == "qk_dim")
+    v = next(g for g in structure.groups if g.kind == "v_dim")
+    assert (core.in_group, core.out_group, core.in_channels, core.out_channels) == (qk.id, v.id, C, C)
+    assert core.attrs == {"heads": H, "keys": N} and core.input_shape == (1, H, N, D)
+    assert core not in structure.weighted_layers and len(structure.weighted_layers) == len(structure.layers) - 1

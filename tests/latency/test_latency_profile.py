@@ -25,6 +25,7 @@ from mdp_trt.latency import (
 from mdp_trt.latency.calibrate import calibration_plans, fit, measure_plans
 from mdp_trt.latency.grid import group_levels
 from mdp_trt.latency.measurement import Measurement
+from mdp_trt.latency.predict import kept_widths, layer_reads, plan_reads
 from mdp_trt.latency.profile import estimate_seconds
 from mdp_trt.prune import Plan
 from mdp_trt.zoo import build
@@ -46,11 +47,20 @@ def test_profile_fills_every_table_and_reuses_the_db(tmp_path: Path, toy) -> Non
         first = profile_tables(structure, backend, db, grid=GRID)
         assert first.measured == first.unique_probes == backend.calls > 0
         assert first.estimate is True and all(t.estimate for t in first.tables.values())
-        assert set(first.tables) == {layer.name for layer in structure.layers}
+        # conv_out reads the Concat of g3 and g4: one table per group (latency.decompose)
+        concat = structure.layer("conv_out")
+        assert set(first.tables) == ({layer.name for layer in structure.layers} - {"conv_out"}
+                                     | {"conv_out@in:g3", "conv_out@in:g4"})
         for layer in structure.layers:
+            if layer is concat:
+                continue
             table = first.tables[layer.name]
             assert table.in_levels[-1] == layer.in_channels and table.out_levels[-1] == layer.out_channels
-            assert np.isfinite(table.ms).all() and (table.ms > 0).all()
+        for name in ("conv_out@in:g3", "conv_out@in:g4"):
+            table = first.tables[name]
+            assert table.in_levels[-1] == structure.group(table.in_group).size
+            assert table.out_levels[-1] == concat.out_channels
+        assert all(np.isfinite(t.ms).all() and (t.ms > 0).all() for t in first.tables.values())
         second = profile_tables(structure, backend, db, grid=GRID)
         assert second.measured == 0 and second.reused == first.unique_probes
         assert backend.calls == first.unique_probes
@@ -134,7 +144,8 @@ def test_prediction_follows_the_plan(tmp_path: Path, toy) -> None:
     with LatencyDB(tmp_path / "lat.sqlite") as db:
         tables = profile_tables(structure, backend, db, grid=GRID).tables
         dense = layer_sum(structure, tables, Plan())
-        assert dense == pytest.approx(sum(t.dense_ms for t in tables.values()))
+        # conv_out's two tables are one layer at full width: its dense latency counts once
+        assert dense == pytest.approx(sum(t.dense_ms for t in tables.values()) - tables["conv_out@in:g4"].dense_ms)
         no_block = Plan(remove_blocks=("b0",))
         block_layers = [la.name for la in structure.layers if la.block == "b0"]
         assert layer_sum(structure, tables, no_block) == pytest.approx(
@@ -172,3 +183,57 @@ def test_calibration_keeps_the_best_pass(toy) -> None:
 
     plans = [Plan(), Plan(remove_blocks=("b0",))]
     assert measure_plans(model, structure, plans, Bursty(), rounds=3) == [4.0, 1.0]
+
+
+def test_a_transformers_tables_hold_its_attention_cores(tmp_path: Path) -> None:
+    """The cores are layers of the latency model: tables over (query/key width, value width), read by
+    predictions, so pruning a head width shows in the predicted latency even where no weight shrinks."""
+    structure = analyze(build("vit-tiny", input_size=32, num_classes=10))
+    cores = [la for la in structure.layers if la.op == "Attention"]
+    assert len(cores) == 12
+    with LatencyDB(tmp_path / "lat.sqlite") as db:
+        tables = profile_tables(structure, get_backend("analytic"), db, grid=GRID).tables
+    table = tables[cores[0].name]
+    assert (table.in_group, table.out_group) == (cores[0].in_group, cores[0].out_group)
+    assert table.ms.shape == (4, 4) and table.ms[0, 0] < table.ms[-1, -1]
+    value = structure.group(cores[0].out_group)
+    narrow = Plan(groups={value.id: tuple(h * value.part_size + d for h in range(value.parts) for d in range(8))})
+    cells = {read.table: read.cell for read in plan_reads(structure, tables, narrow)}
+    assert cells[cores[0].name][1] == 8 * value.parts
+
+
+class AffineBackend:
+    """Every probe takes 0.01 + 1e-4 * k_in * k_out ms, in its first input's and its output's widths (the last
+    axis of a Linear on tokens, axis 1 of anything else): affine in each side's width, where reading a side
+    one group at a time is exact."""
+
+    name = "affine"
+
+    def fingerprint(self, batch: int, precision: str) -> dict:
+        return {"backend": "affine", "batch": batch, "precision": precision, "estimate": False}
+
+    def measure(self, model: onnx.ModelProto, protocol, *, batch: int = 1, precision: str = "fp32") -> Measurement:
+        ms = 0.01 + 1e-4 * self.width(model.graph.input[0]) * self.width(model.graph.output[0])
+        return Measurement(ms, ms, ms, runs=1, seconds=0.0)
+
+    @staticmethod
+    def width(value: onnx.ValueInfoProto) -> int:
+        dims = [d.dim_value for d in value.type.tensor_type.shape.dim]
+        return dims[-1] if len(dims) == 3 else dims[1]
+
+
+def test_a_side_of_several_groups_is_read_one_group_at_a_time(tmp_path: Path) -> None:
+    """A fused qkv projection writes q and k (one group) and v (another): one table over each, and a plan
+    that prunes both reads the layer at its true width, 2 * qk + v."""
+    structure = analyze(build("vit-tiny", input_size=32, num_classes=10))
+    qkv = structure.layer("blocks.0.attn.qkv.matmul")
+    qk, v = (structure.group(g) for g in dict.fromkeys(s.group for s in qkv.out_segments))
+    with LatencyDB(tmp_path / "lat.sqlite") as db:
+        tables = profile_tables(structure, AffineBackend(), db, grid=GRID).tables
+    assert qkv.name not in tables and {f"{qkv.name}@out:{qk.id}", f"{qkv.name}@out:{v.id}"} <= set(tables)
+    keep_qk = tuple(h * qk.part_size + d for h in range(qk.parts) for d in range(qk.part_size // 2))
+    keep_v = tuple(h * v.part_size + d for h in range(v.parts) for d in range(v.part_size // 4))
+    plan = Plan(groups={qk.id: keep_qk, v.id: keep_v})
+    reads = layer_reads(qkv, tables, kept_widths(structure, plan))
+    latency = sum(r.weight * tables[r.table].lookup(*r.cell) for r in reads)
+    assert latency == pytest.approx(0.01 + 1e-4 * qkv.in_channels * (2 * len(keep_qk) + len(keep_v)))

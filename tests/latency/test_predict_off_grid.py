@@ -27,7 +27,8 @@ GRID = GridConfig(levels=4, align=2)  # the toy's 8-channel groups: levels 2, 4,
 OFF_GRID = {"g2": {"keep": [0, 1, 2]}, "g5": {"keep": list(range(10))}}
 ON_GRID = {"g2": {"keep": [0, 1, 2, 3]}, "g5": {"keep": list(range(8))}}
 # the (layer, probe k_in, probe k_out) the off-grid plan reads between levels, written out by hand
-EXPECTED = {("block.conv1", 8, 3), ("block.conv2", 3, 8), ("conv_out", 16, 10), ("fc", 10, 10)}
+# (conv_out reads the Concat of g3 and g4: one table per group, both read at g3 and g4 full, one probe)
+EXPECTED = {("block.conv1", 8, 3), ("block.conv2", 3, 8), ("conv_out@in:g3", 16, 10), ("fc", 10, 10)}
 
 
 class RecordingBackend:
@@ -99,7 +100,7 @@ def test_off_grid_plan_measures_exactly_the_missing_probes_and_stores_them(
     first = _predict(toy, _plan(tmp_path, OFF_GRID), db, capsys)
     off_grid_probes = recorder.probes[grid_probes:]
     assert sorted(off_grid_probes) == sorted((k_in, k_out) for _, k_in, k_out in EXPECTED)
-    assert first["off_grid"] == {"cells": 4, "probes": 4, "measured": 4, "from_db": 0, "interpolated": []}
+    assert first["off_grid"] == {"cells": 5, "probes": 4, "measured": 4, "from_db": 0, "interpolated": []}
     signatures = {g.layer: g.spec.signature for g in plan_probes(analyze(onnx.load(toy)), GRID).layers}
     assert {(signatures[layer], k_in, k_out) for layer, k_in, k_out in EXPECTED} <= _stored(db)
     assert len(_stored(db)) == grid_probes + 4
@@ -142,13 +143,14 @@ def test_interpolate_measures_nothing_and_names_the_layers_and_levels(
     assert sorted(report["off_grid"]["interpolated"], key=lambda c: c["layer"]) == [
         {"layer": "block.conv1", "k_in": 8, "k_out": 3, "in_levels": [8, 8], "out_levels": [2, 4]},
         {"layer": "block.conv2", "k_in": 3, "k_out": 8, "in_levels": [2, 4], "out_levels": [8, 8]},
-        {"layer": "conv_out", "k_in": 16, "k_out": 10, "in_levels": [16, 16], "out_levels": [8, 12]},
+        {"layer": "conv_out@in:g3", "k_in": 8, "k_out": 10, "in_levels": [8, 8], "out_levels": [8, 12]},
+        {"layer": "conv_out@in:g4", "k_in": 8, "k_out": 10, "in_levels": [8, 8], "out_levels": [8, 12]},
         {"layer": "fc", "k_in": 10, "k_out": 10, "in_levels": [8, 12], "out_levels": [10, 10]},
     ]
     assert main(["predict", str(toy), "--plan", str(plan), "--db", str(db), "--grid", "4", "--align", "2",
                  "--interpolate"]) == 0
     text = capsys.readouterr().out
-    assert "4 interpolated between grid levels" in text
+    assert "4 layer(s) read off the profiled grid" in text and "5 interpolated between grid levels" in text
     assert "block.conv1: k_out 3 between levels 2 and 4" in text and "fc: k_in 10 between levels 8 and 12" in text
     assert len(recorder.probes) == grid_probes
 
@@ -162,11 +164,11 @@ def test_interpolate_measures_nothing_and_names_the_layers_and_levels(
 def test_clamped_below_the_grid_is_said_so(tmp_path: Path, toy: Path, recorder: RecordingBackend, capsys) -> None:
     plan = _plan(tmp_path, {"g5": {"keep": [0, 1]}})  # 2 channels, under g5's lowest level 4
     cells = _predict(toy, plan, tmp_path / "lat.sqlite", capsys, "--interpolate")["off_grid"]["interpolated"]
-    assert {c["layer"]: c["out_levels" if c["layer"] == "conv_out" else "in_levels"] for c in cells} == {
-        "conv_out": [4, 4], "fc": [4, 4]}
+    assert {c["layer"]: c["in_levels" if c["layer"] == "fc" else "out_levels"] for c in cells} == {
+        "conv_out@in:g3": [4, 4], "conv_out@in:g4": [4, 4], "fc": [4, 4]}
     main(["predict", str(toy), "--plan", str(plan), "--db", str(tmp_path / "lat.sqlite"), "--grid", "4",
           "--align", "2", "--interpolate"])
-    assert "conv_out: k_out 2 below the lowest level 4 (clamped to it)" in capsys.readouterr().out
+    assert "conv_out@in:g3: k_out 2 below the lowest level 4 (clamped to it)" in capsys.readouterr().out
 
 
 def test_on_grid_plans_measure_nothing_off_the_grid(

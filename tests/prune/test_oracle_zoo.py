@@ -34,8 +34,9 @@ def test_keep_everything_reproduces_the_original_exactly(zoo_model):
 
 
 def test_min_plan_keeps_one_channel_everywhere_and_all_blocks_removed(zoo_model):
+    """One channel per group, or per part of a group in equal parts (an attention's heads)."""
     model, structure = zoo_model
-    plan = Plan({g.id: (g.size - 1,) for g in structure.prunable_groups},
+    plan = Plan({g.id: tuple(range(g.part_size - 1, g.size, g.part_size)) for g in structure.prunable_groups},
                 tuple(b.id for b in structure.blocks))
     assert_oracle(model, structure, plan, np.random.default_rng(4))
 

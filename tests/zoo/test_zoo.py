@@ -135,6 +135,12 @@ def test_learnable_parameters_match_torchvision(name: str, params: int) -> None:
     assert learnable == params
 
 
+def test_vit_tiny_has_deit_tinys_parameters() -> None:
+    """timm's deit_tiny_patch16_224: 5,717,416 parameters at 224 (its position embedding holds 197 tokens)."""
+    model = zoo.build("vit-tiny", input_size=224)
+    assert sum(math.prod(t.dims) for t in model.graph.initializer if not t.name.startswith("const.")) == 5_717_416
+
+
 def _ops(name: str) -> collections.Counter[str]:
     return collections.Counter(n.op_type for n in _model(name).graph.node)
 
