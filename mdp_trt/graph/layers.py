@@ -79,14 +79,16 @@ def _epilogue(view: GraphView, node: onnx.NodeProto) -> list[EpilogueOp]:
     tensor = node.output[0]
     while tensor not in view.graph_outputs:
         readers = view.consumers.get(tensor, [])
-        gated = _self_gated(view, tensor, readers)
+        gated = _self_gated(view, tensor, readers) or _erf_gelu(view, tensor, readers)
         if gated is not None:
             ops.append(gated)
             break
         if len(readers) != 1:
             break
         nxt = readers[0]
-        if nxt.op_type in FUSED_NORMS and not ops:
+        if not ops and node.op_type == "MatMul" and _bias_add(view, nxt, tensor):
+            ops.append(EpilogueOp(nxt.name, "BiasAdd"))  # a Linear on tokens, as exporters write it
+        elif nxt.op_type in FUSED_NORMS and not ops:
             ops.append(EpilogueOp(nxt.name, nxt.op_type, attributes(nxt)))
         elif nxt.op_type in FUSED_ACTIVATIONS:
             attrs = attributes(nxt)
@@ -121,6 +123,45 @@ def _self_gated(view: GraphView, tensor: str, readers: list[onnx.NodeProto]) -> 
     if set(mul.input) != {tensor, gate.output[0]} or view.consumers.get(gate.output[0], []) != [mul]:
         return None
     return EpilogueOp(mul.name, "Swish", {"gate": gate.op_type, **attributes(gate)})
+
+
+def _bias_add(view: GraphView, node: onnx.NodeProto, tensor: str) -> bool:
+    """`MatMul(x, W) + b` with b a constant vector over the output channels: the bias of a Linear that the
+    exporter wrote apart (3-D inputs), which backends fuse into the product."""
+    if node.op_type != "Add" or len(node.input) != 2:
+        return False
+    other = node.input[1] if node.input[0] == tensor else node.input[0]
+    shape = view.constant_shape(other) if view.is_constant(other) else None
+    out = view.shape(tensor)
+    return shape is not None and len(shape) == 1 and out is not None and shape[0] == out[-1]
+
+
+def _erf_gelu(view: GraphView, tensor: str, readers: list[onnx.NodeProto]) -> EpilogueOp | None:
+    """GELU as PyTorch exports it below opset 20, `x * 0.5 * (1 + erf(x / sqrt(2)))`, as one `Gelu` epilogue
+    op named after its last node. TorchScript multiplies by x then by 0.5 (`Div, Erf, Add, Mul(x), Mul`),
+    dynamo by 0.5 then by x (`Div, Erf, Add, Mul, Mul(x)`); ONNX Runtime fuses either into one kernel."""
+    if len(readers) != 2 or {r.op_type for r in readers} != {"Div", "Mul"}:
+        return None
+    div = next(r for r in readers if r.op_type == "Div")
+    gate = next(r for r in readers if r.op_type == "Mul")
+    chain = [div]
+    for op in ("Erf", "Add"):
+        following = view.consumers.get(chain[-1].output[0], [])
+        if len(following) != 1 or following[0].op_type != op:
+            return None
+        chain.append(following[0])
+    following = view.consumers.get(chain[-1].output[0], [])
+    if len(following) != 1 or following[0].op_type != "Mul":
+        return None
+    if following[0] is not gate:  # dynamo: 0.5 * (1 + erf) first, then x times that
+        half = following[0]
+        if view.consumers.get(half.output[0], []) != [gate]:
+            return None
+        return EpilogueOp(gate.name, "Gelu")
+    after = view.consumers.get(gate.output[0], [])  # TorchScript: x * (1 + erf), then times 0.5
+    if len(after) == 1 and after[0].op_type == "Mul" and any(view.is_constant(i) for i in after[0].input):
+        return EpilogueOp(after[0].name, "Gelu")
+    return None
 
 
 def _dtype_name(view: GraphView, name: str) -> str:

@@ -251,6 +251,11 @@ class _ProbeBuilder:
         self.nodes.append(helper.make_node(spec.op, inputs, ["weighted_out"], name="probe", **attrs))
         return "weighted_out"
 
+    def emit(self, op: str, inputs: list[str], name: str) -> str:
+        """One node whose output is named after it."""
+        self.nodes.append(helper.make_node(op, inputs, [name], name=name))
+        return name
+
     def channel_param(self, name: str, values: np.ndarray) -> str:
         """A per-output-channel constant broadcastable against the layer output."""
         trailing = len(self.spec.out_spatial) if self.spec.conv else 0
@@ -276,6 +281,14 @@ class _ProbeBuilder:
                 inputs.append(self.const(f"clip{index}_max", np.array(high)))
         elif op == "PRelu":
             inputs.append(self.channel_param(f"prelu{index}_slope", self.rng.uniform(0.0, 0.3, self.k_out)))
+        elif op == "BiasAdd":  # a Linear's bias, written apart after its MatMul (see graph.layers._bias_add)
+            op, inputs = "Add", [x, self.const(f"bias{index}", self.rng.standard_normal(self.k_out) * 0.1)]
+        elif op == "Gelu":  # x * 0.5 * (1 + erf(x / sqrt(2))), as the model writes it (graph.layers._erf_gelu)
+            scaled = self.emit("Div", [x, self.const(f"gelu{index}_sqrt2", np.array(2 ** 0.5))], f"gelu{index}_div")
+            erf = self.emit("Erf", [scaled], f"gelu{index}_erf")
+            shifted = self.emit("Add", [erf, self.const(f"gelu{index}_one", np.array(1.0))], f"gelu{index}_add")
+            op, inputs = "Mul", [self.emit("Mul", [x, shifted], f"gelu{index}_mul"),
+                                 self.const(f"gelu{index}_half", np.array(0.5))]
         elif op == "Swish":  # x * gate(x), as the model writes it (see graph.layers._self_gated)
             gate = attrs.pop("gate")
             self.nodes.append(helper.make_node(gate, [x], [f"gate{index}_out"], name=f"gate{index}", **attrs))

@@ -172,3 +172,20 @@ def test_each_attention_core_is_a_timed_layer_over_its_two_head_widths() -> None
     assert (core.in_group, core.out_group, core.in_channels, core.out_channels) == (qk.id, v.id, C, C)
     assert core.attrs == {"heads": H, "keys": N} and core.input_shape == (1, H, N, D)
     assert core not in structure.weighted_layers and len(structure.weighted_layers) == len(structure.layers) - 1
+
+
+@pytest.mark.parametrize("dynamo_order", [False, True], ids=["torchscript", "dynamo"])
+def test_a_linears_bias_and_erf_gelu_are_its_epilogue(dynamo_order: bool) -> None:
+    """`MatMul + Add(bias)` then GELU as `x * 0.5 * (1 + erf(x / sqrt(2)))`, in either exporter's order of the
+    two products: the layer's probe holds them, as ONNX Runtime fuses them with it."""
+    g = Graph(shape=(1, N, C))
+    h = linear(g, linear(g, "input", C, C), C, 4 * C)
+    erf = g.node("Erf", [g.node("Div", [h, g.const(np.asarray(2 ** 0.5, dtype=np.float32))])])
+    shifted = g.node("Add", [erf, g.const(np.ones((), np.float32))])
+    half = g.const(np.asarray(0.5, dtype=np.float32))
+    gelu = (g.node("Mul", [h, g.node("Mul", [half, shifted])]) if dynamo_order
+            else g.node("Mul", [g.node("Mul", [h, shifted]), half]))
+    structure = analyze(g.model(linear(g, gelu, 4 * C, 3)))
+    fc1 = structure.weighted_layers[1]
+    assert [e.op for e in fc1.epilogue] == ["BiasAdd", "Gelu"]
+    assert fc1.epilogue[-1].name == next(n.name for n in g.nodes if n.output[0] == gelu)

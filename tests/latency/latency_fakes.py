@@ -40,12 +40,12 @@ def gemm_layer(c_in: int = 16, repeat: int = 4, c_out: int = 10, in_group: str =
     )
 
 
-def matmul_layer(c_in: int = 16, c_out: int = 24, tokens: int = 5) -> Layer:
+def matmul_layer(c_in: int = 16, c_out: int = 24, tokens: int = 5, epilogue: tuple[EpilogueOp, ...] = ()) -> Layer:
     return Layer(
         name="mm", op="MatMul", in_group="gin", out_group="gout", in_channels=c_in, out_channels=c_out,
         in_segments=(Segment("gin", c_in),), out_segments=(Segment("gout", c_out),), in_repeat=1,
         input_shape=(None, tokens, c_in), output_shape=(None, tokens, c_out), weight_shape=(c_in, c_out),
-        has_bias=False, attrs={}, epilogue=(), block=None,
+        has_bias=False, attrs={}, epilogue=epilogue, block=None,
     )
 
 

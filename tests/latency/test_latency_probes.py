@@ -43,6 +43,8 @@ CASES: list[tuple[str, Layer, int, int, tuple[int, ...], tuple[int, ...]]] = [
      8, 8, (2, 8, 8, 8), (2, 8, 8, 8)),
     ("leaky", conv_layer(epilogue=(EpilogueOp("l", "LeakyRelu", {"alpha": 0.1}),)), 8, 8, (2, 8, 8, 8),
      (2, 8, 8, 8)),
+    ("linear-bias-gelu", matmul_layer(epilogue=(EpilogueOp("b", "BiasAdd"), EpilogueOp("g", "Gelu"))), 8, 12,
+     (2, 5, 8), (2, 5, 12)),
 ]
 
 
