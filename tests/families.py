@@ -1512,6 +1512,114 @@ class VisionTransformer(nn.Module):
         return sum(head(x[:, i]) for i, head in enumerate(self.heads)) / len(self.heads)
 
 
+class WindowAttention(nn.Module):
+    """timm's Swin `WindowAttention`: fused qkv, a relative position bias gathered from a learnt table by a
+    constant index, and the shifted windows' mask added per window."""
+
+    def __init__(self, dim: int, heads: int, window: int) -> None:
+        super().__init__()
+        self.heads, self.head_dim, self.window = heads, dim // heads, window
+        self.scale = self.head_dim ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+        self.relative_position_bias_table = nn.Parameter(0.02 * torch.randn((2 * window - 1) ** 2, heads))
+        coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
+        relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window - 1)
+        self.register_buffer("relative_position_index", relative[..., 0] * (2 * window - 1) + relative[..., 1],
+                             persistent=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = (q * self.scale) @ k.transpose(-2, -1)
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)].view(n, n, -1)
+        attn = attn + bias.permute(2, 0, 1).unsqueeze(0)
+        if mask is not None:
+            windows = mask.shape[0]
+            attn = attn.view(-1, windows, self.heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
+            attn = attn.view(-1, self.heads, n, n)
+        x = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, n, c)
+        return self.proj(x)
+
+
+class SwinBlock(nn.Module):
+    """Swin's block on (B, H, W, C): window partition, (shifted: `torch.roll` and the mask) attention,
+    window reverse, residual; then the MLP sub-block."""
+
+    def __init__(self, dim: int, heads: int, size: int, window: int, shift: int) -> None:
+        super().__init__()
+        self.size, self.window, self.shift = size, window, shift
+        self.norm1, self.attn = nn.LayerNorm(dim), WindowAttention(dim, heads, window)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        mask = None
+        if shift:
+            regions = torch.zeros(1, size, size, 1)
+            cuts = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
+            for label, (h, w) in enumerate((h, w) for h in cuts for w in cuts):
+                regions[:, h, w, :] = label
+            windows = self.partition(regions).squeeze(-1)
+            mask = (windows.unsqueeze(1) - windows.unsqueeze(2)).ne(0).float() * -100.0
+        self.register_buffer("attn_mask", mask, persistent=False)
+
+    def partition(self, x: torch.Tensor) -> torch.Tensor:
+        b, h, w, c = x.shape
+        ws = self.window
+        x = x.view(b, h // ws, ws, w // ws, ws, c).permute(0, 1, 3, 2, 4, 5)
+        return x.reshape(-1, ws * ws, c)
+
+    def reverse(self, windows: torch.Tensor, b: int) -> torch.Tensor:
+        ws, size = self.window, self.size
+        x = windows.view(b, size // ws, size // ws, ws, ws, -1).permute(0, 1, 3, 2, 4, 5)
+        return x.reshape(b, size, size, -1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        y = self.norm1(x)
+        if self.shift:
+            y = torch.roll(y, shifts=(-self.shift, -self.shift), dims=(1, 2))
+        y = self.reverse(self.attn(self.partition(y), self.attn_mask), b)
+        if self.shift:
+            y = torch.roll(y, shifts=(self.shift, self.shift), dims=(1, 2))
+        x = x + y
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchMerging(nn.Module):
+    """Swin's downsampling: the four 2x2 neighbours joined on channels, LayerNorm, Linear to 2C."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(4 * dim)
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
+        return self.reduction(self.norm(x))
+
+
+class Swin(nn.Module):
+    """A two-stage Swin (timm's layout, channels last): patches of 4, window 4, a regular and a shifted
+    block per stage, patch merging between, final norm, mean over the tokens, head."""
+
+    def __init__(self, dim: int = 32, heads: int = 2, window: int = 4, image: int = 64, num_classes: int = 10) -> None:
+        super().__init__()
+        size = image // 4
+        self.patch_embed = nn.Conv2d(3, dim, 4, 4)
+        self.embed_norm = nn.LayerNorm(dim)
+        self.stage1 = nn.Sequential(SwinBlock(dim, heads, size, window, 0), SwinBlock(dim, heads, size, window, 2))
+        self.merge = PatchMerging(dim)
+        self.stage2 = nn.Sequential(SwinBlock(2 * dim, 2 * heads, size // 2, window, 0),
+                                    SwinBlock(2 * dim, 2 * heads, size // 2, window, 2))
+        self.norm = nn.LayerNorm(2 * dim)
+        self.head = nn.Linear(2 * dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed_norm(self.patch_embed(x).permute(0, 2, 3, 1))
+        x = self.stage2(self.merge(self.stage1(x)))
+        return self.head(self.norm(x).mean(dim=(1, 2)))
+
+
 # --------------------------------------------------------------------------------------------------
 # Registry, trained-looking initialisation, export
 # --------------------------------------------------------------------------------------------------
@@ -1542,6 +1650,7 @@ FAMILIES: dict[str, Callable[[], nn.Module]] = {
     "deit": lambda: VisionTransformer(lambda d, h: FusedAttention(d, h, sdpa=True), tokens=2),
     "vit_separate_qkv": lambda: VisionTransformer(SeparateAttention, pool="mean"),
     "vit_mha": lambda: VisionTransformer(MHAAttention),
+    "swin": Swin,
 }
 
 # The export input of each family. The detectors build their anchors for this size (as ultralytics'

@@ -47,6 +47,7 @@ PATTERNS: dict[str, set[str]] = {
     "deit": {"Sqrt", "Softmax", "Split"},  # scaled_dot_product_attention's temperature from Shape(q)
     "vit_separate_qkv": {"Div", "Softmax", "ReduceMean"},
     "vit_mha": {"Unsqueeze", "Gather", "Softmax"},  # MultiheadAttention's unflatten/unsqueeze/transpose/squeeze
+    "swin": {"Slice", "Concat", "Softmax", "Split"},  # roll and patch merging (the bias table gather folds)
 }
 
 EXPORTS = [pytest.param(False, False, id="torchscript"), pytest.param(True, False, id="torchscript-fold"),

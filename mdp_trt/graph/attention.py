@@ -18,8 +18,9 @@ from mdp_trt.graph.groups import GroupIndex
 from mdp_trt.graph.structure import ATTENTION_OP, Layer, Reduction, Segment
 from mdp_trt.graph.view import GraphView
 
-# What exporters put between the scores and `attn @ v`: the scale, masks and biases, the softmax, casts.
-SCORE_OPS = frozenset({"Mul", "Div", "Add", "Sub", "Softmax", "Cast", "Where", "Dropout"})
+# What exporters put between the scores and `attn @ v`: the scale, masks and biases, the softmax, casts, and
+# the views that add a mask per window (Swin: `attn.view(-1, windows, H, N, N) + mask`, then back).
+SCORE_OPS = frozenset({"Mul", "Div", "Add", "Sub", "Softmax", "Cast", "Where", "Dropout", "Reshape"})
 
 
 def attention_layers(view: GraphView, index: GroupIndex, reductions: tuple[Reduction, ...],
@@ -36,6 +37,15 @@ def attention_layers(view: GraphView, index: GroupIndex, reductions: tuple[Reduc
         if layer is not None:
             layers.append(layer)
     return layers
+
+
+def _windows(view: GraphView, q_shape) -> int:
+    """Attention rows per image: Swin's windows (its q is (B * windows, H, N, D)), else 1."""
+    if len(q_shape) < 4 or not isinstance(q_shape[0], int) or not view.graph_inputs:
+        return 1
+    images = (view.shape(view.graph_inputs[0]) or (1,))[0]
+    images = images if isinstance(images, int) and images > 0 else 1  # a symbolic batch is analysed at 1
+    return max(1, q_shape[0] // images)
 
 
 def _reader_of_scores(view: GraphView, tensor: str) -> onnx.NodeProto | None:
@@ -65,8 +75,8 @@ def _layer(view: GraphView, index: GroupIndex, scores: onnx.NodeProto, context: 
     heads = qk.parts
     if value.parts != heads:
         return None
-    batch = q_shape[0] if len(q_shape) == 4 and isinstance(q_shape[0], int) else None
     queries, keys = int(q_shape[-2]), int(v_shape[-2])
+    windows = _windows(view, q_shape)
     dtype = onnx.helper.tensor_dtype_to_np_dtype(view.dtypes.get(q, onnx.TensorProto.FLOAT)).name
     return Layer(
         name=scores.name,
@@ -78,11 +88,11 @@ def _layer(view: GraphView, index: GroupIndex, scores: onnx.NodeProto, context: 
         in_segments=(Segment(qk.id, qk.size),),
         out_segments=(Segment(value.id, value.size),),
         in_repeat=1,
-        input_shape=(batch, heads, queries, qk.size // heads),
-        output_shape=(batch, heads, queries, value.size // heads),
+        input_shape=(None, heads, queries, qk.size // heads),
+        output_shape=(None, heads, queries, value.size // heads),
         weight_shape=(),
         has_bias=False,
-        attrs={"heads": heads, "keys": keys},
+        attrs={"heads": heads, "keys": keys, "windows": windows},
         epilogue=(),
         block=block_of.get(scores.name),
         dtype=dtype,

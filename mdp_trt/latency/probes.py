@@ -174,7 +174,8 @@ class _ProbeBuilder:
 
     def attention(self) -> onnx.ModelProto:
         """`softmax(Q @ K^T * scale) @ V` with Q (B, H, N, k_in / H), K (B, H, M, k_in / H), V (B, H, M, k_out / H),
-        the scores' and the context's shapes as in the model (the scale's value does not change the cost)."""
+        B the batch times the windows per image, the scores' and the context's shapes as in the model (the
+        scale's value does not change the cost)."""
         spec = self.spec
         heads, queries = spec.in_spatial
         keys = int(spec.attrs["keys"])
@@ -182,8 +183,8 @@ class _ProbeBuilder:
             raise InputError(f"an attention probe of {heads} heads needs widths divisible by them, got "
                              f"{self.k_in} and {self.k_out}")
         qk, v = self.k_in // heads, self.k_out // heads
-        shapes = {"Q": [self.batch, heads, queries, qk], "K": [self.batch, heads, keys, qk],
-                  "V": [self.batch, heads, keys, v]}
+        rows = self.batch * int(spec.attrs.get("windows", 1))  # Swin attends within windows: B * windows rows
+        shapes = {"Q": [rows, heads, queries, qk], "K": [rows, heads, keys, qk], "V": [rows, heads, keys, v]}
         scale = self.const("scale", np.asarray(qk ** -0.5))
         self.nodes += [
             helper.make_node("Transpose", ["K"], ["k_t"], name="k_transpose", perm=[0, 1, 3, 2]),
@@ -195,7 +196,7 @@ class _ProbeBuilder:
         graph = helper.make_graph(
             self.nodes, "probe_attention",
             [helper.make_tensor_value_info(name, self.elem_type, shape) for name, shape in shapes.items()],
-            [helper.make_tensor_value_info("Y", self.elem_type, [self.batch, heads, queries, v])],
+            [helper.make_tensor_value_info("Y", self.elem_type, [rows, heads, queries, v])],
             initializer=self.inits,
         )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", spec.opset)],

@@ -170,7 +170,7 @@ def test_each_attention_core_is_a_timed_layer_over_its_two_head_widths() -> None
     qk = next(g for g in structure.groups if g.kind == "qk_dim")
     v = next(g for g in structure.groups if g.kind == "v_dim")
     assert (core.in_group, core.out_group, core.in_channels, core.out_channels) == (qk.id, v.id, C, C)
-    assert core.attrs == {"heads": H, "keys": N} and core.input_shape == (1, H, N, D)
+    assert core.attrs == {"heads": H, "keys": N, "windows": 1} and core.input_shape == (None, H, N, D)
     assert core not in structure.weighted_layers and len(structure.weighted_layers) == len(structure.layers) - 1
 
 
@@ -189,3 +189,16 @@ def test_a_linears_bias_and_erf_gelu_are_its_epilogue(dynamo_order: bool) -> Non
     fc1 = structure.weighted_layers[1]
     assert [e.op for e in fc1.epilogue] == ["BiasAdd", "Gelu"]
     assert fc1.epilogue[-1].name == next(n.name for n in g.nodes if n.output[0] == gelu)
+
+
+def test_windowed_attention_is_timed_at_its_windows(tmp_path) -> None:
+    """Swin attends within windows: q is (B * windows, H, N, D), and the probe holds as many rows."""
+    pytest.importorskip("torch")
+    from mdp_trt.latency.probes import ProbeSpec, build_probe
+    from tests import families as fam
+
+    path = fam.export(fam.make("swin"), tmp_path / "swin.onnx", fam.input_shape("swin"), fold_bn=True)
+    cores = [la for la in analyze(onnx.load(path)).layers if la.op == "Attention"]
+    assert [la.attrs["windows"] for la in cores] == [16, 16, 4, 4]  # 16x16 tokens, then 8x8, in 4x4 windows
+    probe = build_probe(ProbeSpec.from_layer(cores[0]), 32, 32, batch=2)
+    assert [d.dim_value for d in probe.graph.input[0].type.tensor_type.shape.dim] == [32, 2, 16, 16]
