@@ -20,7 +20,7 @@ from mdp_trt.graph.view import GraphView
 
 # What exporters put between the scores and `attn @ v`: the scale, masks and biases, the softmax, casts, and
 # the views that add a mask per window (Swin: `attn.view(-1, windows, H, N, N) + mask`, then back).
-SCORE_OPS = frozenset({"Mul", "Div", "Add", "Sub", "Softmax", "Cast", "Where", "Dropout", "Reshape"})
+SCORE_OPS = frozenset({"Mul", "Div", "Add", "Sub", "Softmax", "Cast", "Where", "Dropout", "Reshape", "Transpose"})
 
 
 def attention_layers(view: GraphView, index: GroupIndex, reductions: tuple[Reduction, ...],
@@ -30,10 +30,10 @@ def attention_layers(view: GraphView, index: GroupIndex, reductions: tuple[Reduc
         scores = view.node_by_name[reduction.node]
         if scores.op_type != "MatMul":
             continue
-        context = _reader_of_scores(view, scores.output[0])
-        if context is None or context.input[1] not in index.tensors:
+        found = _reader_of_scores(view, scores.output[0])
+        if found is None or found[1] not in index.tensors:
             continue
-        layer = _layer(view, index, scores, context, block_of)
+        layer = _layer(view, index, scores, found, block_of)
         if layer is not None:
             layers.append(layer)
     return layers
@@ -48,23 +48,27 @@ def _windows(view: GraphView, q_shape) -> int:
     return max(1, q_shape[0] // images)
 
 
-def _reader_of_scores(view: GraphView, tensor: str) -> onnx.NodeProto | None:
-    """The MatMul that multiplies the (scaled, softmaxed) scores by v."""
+def _reader_of_scores(view: GraphView, tensor: str) -> tuple[onnx.NodeProto, str, bool] | None:
+    """The MatMul that multiplies the (scaled, softmaxed) scores with v, v, and whether v is its first factor
+    (ultralytics' PSA computes `v @ attn^T`)."""
     while True:
         readers = view.consumers.get(tensor, [])
         if len(readers) != 1:
             return None
         node = readers[0]
         if node.op_type == "MatMul":
-            return node if node.input[0] == tensor else None
+            if node.input[0] == tensor:
+                return node, node.input[1], False
+            return node, node.input[0], True
         if node.op_type not in SCORE_OPS:
             return None
         tensor = node.output[0]
 
 
-def _layer(view: GraphView, index: GroupIndex, scores: onnx.NodeProto, context: onnx.NodeProto,
-           block_of: dict[str, str]) -> Layer | None:
-    q, v = scores.input[0], context.input[1]
+def _layer(view: GraphView, index: GroupIndex, scores: onnx.NodeProto,
+           found: tuple[onnx.NodeProto, str, bool], block_of: dict[str, str]) -> Layer | None:
+    context, v, v_first = found
+    q = scores.input[0]
     qk_groups, v_groups = set(index.tensors[q].group.tolist()), set(index.tensors[v].group.tolist())
     q_shape, v_shape, out_shape = view.shape(q), view.shape(v), view.shape(context.output[0])
     if len(qk_groups) != 1 or len(v_groups) != 1 or q_shape is None or v_shape is None or out_shape is None:
@@ -75,7 +79,7 @@ def _layer(view: GraphView, index: GroupIndex, scores: onnx.NodeProto, context: 
     heads = qk.parts
     if value.parts != heads:
         return None
-    queries, keys = int(q_shape[-2]), int(v_shape[-2])
+    queries, keys = int(q_shape[-2]), int(v_shape[-1] if v_first else v_shape[-2])
     windows = _windows(view, q_shape)
     dtype = onnx.helper.tensor_dtype_to_np_dtype(view.dtypes.get(q, onnx.TensorProto.FLOAT)).name
     return Layer(

@@ -191,14 +191,18 @@ class Surgeon:
     def _split(self, node: onnx.NodeProto) -> None:
         source = node.input[0]
         tc = self.channels(source)
-        if source not in self.kept or not tc.single:
+        if source not in self.kept:
             return
         rank = self.view.rank(source)
         axis = int(attributes(node).get("axis", 0)) % (rank or 1)
-        if axis != tc.axis:
+        if tc.single and axis == tc.axis:
+            old, kept = split_sizes(self.view, node, len(tc.group) * tc.repeat), self.kept[source]
+        elif not tc.single and axis == tc.axes[1]:  # each head's row cut alike: count along the first row
+            rows, columns = np.unravel_index(self.kept[source], tc.shape)
+            old, kept = split_sizes(self.view, node, tc.shape[1]), columns[rows == rows.min()]
+        else:
             return
-        old = split_sizes(self.view, node, len(tc.group) * tc.repeat)
-        kept = set(self.kept[source].tolist())
+        kept = set(kept.tolist())
         sizes, offset = [], 0
         for size in old or []:
             sizes.append(sum(1 for p in range(offset, offset + size) if p in kept))

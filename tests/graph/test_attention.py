@@ -202,3 +202,31 @@ def test_windowed_attention_is_timed_at_its_windows(tmp_path) -> None:
     assert [la.attrs["windows"] for la in cores] == [16, 16, 4, 4]  # 16x16 tokens, then 8x8, in 4x4 windows
     probe = build_probe(ProbeSpec.from_layer(cores[0]), 32, 32, batch=2)
     assert [d.dim_value for d in probe.graph.input[0].type.tensor_type.shape.dim] == [32, 2, 16, 16]
+
+
+def test_q_k_and_v_interleaved_in_each_head_are_cut_per_head(tmp_path) -> None:
+    """ultralytics' PSA attention, 4 heads: one qkv conv viewed as (B, H, 2 * kd + hd, N) and split per head.
+    q/k and v are groups of their own, one part per head, and random plans (their widths apart) are exact."""
+    torch = pytest.importorskip("torch")
+    from tests import families as fam
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = torch.nn.Conv2d(3, 64, 3, 2, 1)
+            self.attn = fam.Attention(64, num_heads=4)
+            self.head = torch.nn.Linear(64, 5)
+
+        def forward(self, x):
+            x = torch.relu(self.stem(x))
+            return self.head((x + self.attn(x)).mean((2, 3)))
+
+    torch.manual_seed(0)
+    path = fam.export(Net().eval(), tmp_path / "psa.onnx", (1, 3, 16, 16), fold_bn=True)
+    model = onnx.load(path)
+    structure = analyze(model)
+    kinds = {g.kind: g for g in structure.groups if g.prunable}
+    assert (kinds["qk_dim"].size, kinds["qk_dim"].parts, kinds["v_dim"].size, kinds["v_dim"].parts) == (32, 4, 64, 4)
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        assert_oracle(model, structure, random_plan(structure, rng, block_rate=0.0), rng)

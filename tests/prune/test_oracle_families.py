@@ -43,10 +43,9 @@ def test_family_exposes_its_channels_and_prunes_exactly(name: str, fold_bn: bool
     total = sum(g.size for g in structure.groups)
     share = sum(g.size for g in structure.prunable_groups) / total
     assert share >= 0.85, [(g.id, g.size, g.reason) for g in structure.groups if not g.prunable]
-    if name != "yolo11_psa":  # its attention is issue 14's
-        allowed = ALLOWED_REASONS + ((DFL_REASON,) if dynamic_batch and name.startswith("yolo") else ())
-        frozen = [g.reason for g in structure.groups if not g.prunable and g.size > 1]
-        assert all(any(a in reason for a in allowed) for reason in frozen), frozen
+    allowed = ALLOWED_REASONS + ((DFL_REASON,) if dynamic_batch and name.startswith("yolo") else ())
+    frozen = [g.reason for g in structure.groups if not g.prunable and g.size > 1]
+    assert all(any(a in reason for a in allowed) for reason in frozen), frozen
     assert len(structure.blocks) >= BLOCKS.get(name, 0)
     for seed in (0, 1):
         rng = np.random.default_rng(seed)

@@ -6,7 +6,8 @@ Patterns covered (after `graph.fused_parts` has written fused projections part b
   axis carries the same channels on both sides (a query/key head dim), so they are tied; the per-head
   rows are heads, which the pruned model keeps whole. The product reduces over those channels, so the
   masked model computes it over the kept ones (`Structure.reductions`). The scores carry no channel.
-* `attn @ v`: the scores carry none, the output carries v's (a value head dim per head).
+* `attn @ v` (or `v @ attn^T`, ultralytics' PSA): the scores carry none, the output carries v's (a value
+  head dim per head).
 
 The heads (the batch axes of both products) stay whole: each head keeps as many channels (`parts`).
 Anything else (channels on one side of the contraction only, or on both sides' free axes) freezes.
@@ -49,8 +50,7 @@ def product(w: Walker, node: onnx.NodeProto) -> None:
     if "free" not in (roles_a if ma is not None else roles_b) or not _whole_rows(cmap):
         w.unsupported(node, "carries channels on the heads axis only")
         return
-    if mb is not None:
-        w.mark(mb.ids, V_DIM)
+    w.mark(cmap.ids, V_DIM)
     w.passthrough(node, cmap.shifted(r - rank))
 
 

@@ -6,9 +6,10 @@ Patterns covered:
   (YOLO's anchors, a transformer's tokens) ties the parts' channels, and a constant part there (a
   class token, also behind `Expand`) is cut with them;
 * `Split` of the channel axis as every exporter writes it: the `split` attribute (opset < 13), a
-  `split` input (13+), `num_outputs` (18+), or equal parts; `chunk` as `Slice`s whose bounds are
-  computed from `Shape(x)` (TorchScript): bounds are read as static values and surgery writes the
-  pruned model's bounds as constants;
+  `split` input (13+), `num_outputs` (18+), or equal parts; also of each head's row, where attention
+  interleaves q, k and v per head (ultralytics' PSA: `view(B, H, 2 * kd + hd, N).split(...)`);
+  `chunk` as `Slice`s whose bounds are computed from `Shape(x)` (TorchScript): bounds are read as static
+  values and surgery writes the pruned model's bounds as constants;
 * `Slice` of the channel axis with step 1 (GhostNet's `[:, :oup]`, C2f's halves);
 * `Gather` of channels by constant indices; a scalar index reads one channel by position, which
   then cannot be pruned.
@@ -68,12 +69,33 @@ def split(w: Walker, node: onnx.NodeProto) -> None:
             w.set(out, cmap)
         return
     sizes = split_sizes(w.view, node, cmap.length(cmap.axes.index(axis)))
+    if sizes is not None and _per_row(cmap, axis):
+        _split_rows(w, node, cmap, sizes)
+        return
     if not cmap.single or sizes is None or cmap.repeat != 1:
         w.unsupported(node, "split sizes on the channel axis are not constant")
         return
     offset = 0
     for out, size in zip(node.output, sizes, strict=True):
         w.set(out, ChannelMap.on(cmap.flat[offset:offset + size], axis))
+        offset += size
+
+
+def _per_row(cmap: ChannelMap, axis: int) -> bool:
+    """A split of the trailing sub-axis of per-head rows the pruned model keeps whole."""
+    return not cmap.single and cmap.rows_fixed and axis == cmap.axes[1] and cmap.repeats[1] == 1
+
+
+def _split_rows(w: Walker, node: onnx.NodeProto, cmap: ChannelMap, sizes: list[int]) -> None:
+    """q, k and v cut out of each head's row (`view(B, H, 2 * kd + hd, N).split([kd, kd, hd], 2)`): every
+    part keeps as many channels in every row, so the pruned split cuts each row alike."""
+    whole = cmap.ids.reshape(cmap.ids.shape[0], -1)
+    w.parts = [p for p in w.parts if not np.array_equal(p.ids, whole)]  # the parts' own rows imply it
+    offset = 0
+    for out, size in zip(node.output, sizes, strict=True):
+        part = cmap.ids[:, offset:offset + size]
+        w.keep_parts_equal(part, node)
+        w.set(out, ChannelMap(part, cmap.axes, cmap.repeats, rows_fixed=True))
         offset += size
 
 
