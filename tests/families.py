@@ -1620,6 +1620,114 @@ class Swin(nn.Module):
         return self.head(self.norm(x).mean(dim=(1, 2)))
 
 
+class MobileViTBlock(nn.Module):
+    """timm's `MobileViTBlock`: a local 3x3 and 1x1 conv, the map unfolded into patches
+    (`reshape(B * C * nh, ph, nw, pw).transpose(1, 2)...reshape(B * P, N, C)`), transformer blocks, the fold
+    back, a 1x1 projection, the shortcut concatenated, a 3x3 fusion conv."""
+
+    def __init__(self, c: int, dim: int, heads: int = 2, patch: int = 2) -> None:
+        super().__init__()
+        self.patch = patch
+        self.conv_kxk = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.SiLU())
+        self.conv_1x1 = nn.Conv2d(c, dim, 1, bias=False)
+        self.transformer = nn.Sequential(TransformerBlock(dim, heads, FusedAttention, mlp_ratio=2))
+        self.norm = nn.LayerNorm(dim)
+        self.conv_proj = nn.Sequential(nn.Conv2d(dim, c, 1, bias=False), nn.BatchNorm2d(c), nn.SiLU())
+        self.conv_fusion = nn.Sequential(nn.Conv2d(2 * c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.SiLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.conv_1x1(self.conv_kxk(x))
+        b, c, h, w = x.shape
+        ph = pw = self.patch
+        nh, nw = h // ph, w // pw
+        patches, area = nh * nw, ph * pw
+        x = x.reshape(b * c * nh, ph, nw, pw).transpose(1, 2)
+        x = x.reshape(b, c, patches, area).transpose(1, 3).reshape(b * area, patches, -1)
+        x = self.norm(self.transformer(x)).contiguous().view(b, area, patches, -1)
+        x = x.transpose(1, 3).reshape(b * c * nh, nw, ph, pw).transpose(1, 2).reshape(b, c, nh * ph, nw * pw)
+        return self.conv_fusion(torch.cat((shortcut, self.conv_proj(x)), dim=1))
+
+
+class MobileViT(nn.Module):
+    """A MobileViT in miniature: conv stems down to 16x16, two MobileViT blocks, mean pool, head."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.SiLU(),
+                                  nn.Conv2d(16, 24, 3, 2, 1, bias=False), nn.BatchNorm2d(24), nn.SiLU())
+        self.stage = nn.Sequential(MobileViTBlock(24, 32), MobileViTBlock(24, 32))
+        self.head = nn.Linear(24, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stage(self.stem(x)).mean((2, 3)))
+
+
+class LinearNorm(nn.Module):
+    """LeViT's `Linear` + `BatchNorm1d` on the flattened tokens."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(cin, cout, bias=False)
+        self.bn = nn.BatchNorm1d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.linear(x)
+        return self.bn(x.flatten(0, 1)).reshape_as(x)
+
+
+class LeViTAttention(nn.Module):
+    """timm's LeViT `Attention`: one qkv LinearNorm viewed as (B, N, H, 2 * kd + d) and split per head, k
+    permuted for the product, an attention bias per head gathered by constant offsets, hard swish before the
+    output projection; the value width (attn_ratio * kd) differs from the key width."""
+
+    def __init__(self, dim: int, key_dim: int = 8, heads: int = 4, attn_ratio: int = 2, resolution: int = 4) -> None:
+        super().__init__()
+        self.heads, self.key_dim, self.val_dim = heads, key_dim, attn_ratio * key_dim
+        self.scale = key_dim ** -0.5
+        self.qkv = LinearNorm(dim, heads * (2 * key_dim + self.val_dim))
+        self.proj = nn.Sequential(nn.Hardswish(), LinearNorm(heads * self.val_dim, dim))
+        points = [(i, j) for i in range(resolution) for j in range(resolution)]
+        offsets: dict[tuple[int, int], int] = {}
+        index = []
+        for p1 in points:
+            for p2 in points:
+                offset = (abs(p1[0] - p2[0]), abs(p1[1] - p2[1]))
+                index.append(offsets.setdefault(offset, len(offsets)))
+        self.attention_biases = nn.Parameter(0.1 * torch.randn(heads, len(offsets)))
+        self.register_buffer("attention_bias_idxs", torch.tensor(index).view(len(points), len(points)),
+                             persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).view(b, n, self.heads, -1).split([self.key_dim, self.key_dim, self.val_dim], dim=3)
+        q, k, v = q.permute(0, 2, 1, 3), k.permute(0, 2, 3, 1), v.permute(0, 2, 1, 3)
+        attn = (q @ k * self.scale + self.attention_biases[:, self.attention_bias_idxs]).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, self.heads * self.val_dim))
+
+
+class LeViT(nn.Module):
+    """A LeViT in miniature: conv stem with BN and hard swish (4x4 tokens at 64 px), two blocks of
+    `x + attn(x)` and `x + mlp(x)` (LinearNorm, hard swish, LinearNorm), mean over tokens, BN head."""
+
+    def __init__(self, dim: int = 64, num_classes: int = 10) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.Hardswish(), nn.Conv2d(16, 32, 3, 2, 1),
+            nn.BatchNorm2d(32), nn.Hardswish(), nn.Conv2d(32, dim, 3, 4, 1), nn.BatchNorm2d(dim))
+        self.attns = nn.ModuleList(LeViTAttention(dim) for _ in range(2))
+        self.mlps = nn.ModuleList(nn.Sequential(LinearNorm(dim, 2 * dim), nn.Hardswish(), LinearNorm(2 * dim, dim))
+                                  for _ in range(2))
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x).flatten(2).transpose(1, 2)
+        for attn, mlp in zip(self.attns, self.mlps, strict=True):
+            x = x + attn(x)
+            x = x + mlp(x)
+        return self.head(x.mean(1))
+
+
 # --------------------------------------------------------------------------------------------------
 # Registry, trained-looking initialisation, export
 # --------------------------------------------------------------------------------------------------
@@ -1651,6 +1759,8 @@ FAMILIES: dict[str, Callable[[], nn.Module]] = {
     "vit_separate_qkv": lambda: VisionTransformer(SeparateAttention, pool="mean"),
     "vit_mha": lambda: VisionTransformer(MHAAttention),
     "swin": Swin,
+    "mobilevit": MobileViT,
+    "levit": LeViT,
 }
 
 # The export input of each family. The detectors build their anchors for this size (as ultralytics'
@@ -1683,7 +1793,7 @@ def make(name: str, seed: int = 0) -> nn.Module:
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu", generator=generator)
                 if module.bias is not None:
                     module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=generator))
-            elif isinstance(module, nn.BatchNorm2d):
+            elif isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
                 c = module.num_features
                 module.weight.copy_(0.5 + torch.rand(c, generator=generator))
                 module.bias.copy_(0.1 * torch.randn(c, generator=generator))
@@ -1707,7 +1817,7 @@ def _calibrate_batchnorm(model: nn.Module, shape: Sequence[int], generator: torc
     random images sets each BN's statistics to its input's; the perturbation (mean shifted by 0.1 std,
     variance scaled by 0.8..1.2) keeps BN from being exactly a standardisation.
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d)]
     if not norms:
         return
     model.eval()

@@ -48,6 +48,8 @@ PATTERNS: dict[str, set[str]] = {
     "vit_separate_qkv": {"Div", "Softmax", "ReduceMean"},
     "vit_mha": {"Unsqueeze", "Gather", "Softmax"},  # MultiheadAttention's unflatten/unsqueeze/transpose/squeeze
     "swin": {"Slice", "Concat", "Softmax", "Split"},  # roll and patch merging (the bias table gather folds)
+    "mobilevit": {"Reshape", "Transpose", "Concat", "LayerNormalization", "Softmax"},  # unfold, fold, fusion
+    "levit": {"Split", "HardSwish", "Softmax"},  # q, k, v split per head
 }
 
 EXPORTS = [pytest.param(False, False, id="torchscript"), pytest.param(True, False, id="torchscript-fold"),
@@ -88,7 +90,7 @@ def test_export_checks_runs_and_matches_torch(name: str, fold_bn: bool, dynamo: 
     ops = collections.Counter(n.op_type for n in onnx_model.graph.node)
     if not dynamo:
         assert PATTERNS[name] <= set(ops), f"missing {PATTERNS[name] - set(ops)}"
-    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d) for m in model.modules())
     if not fold_bn:
         assert ops["BatchNormalization"] == n_bn  # TrainingMode.PRESERVE keeps every BN
 
