@@ -35,6 +35,24 @@ class TorchGraph:
     def parameter(self, name: str) -> nn.Parameter | None:
         return self.parameters.get(name)
 
+    def weight(self, layer: Layer) -> tuple[str, bool]:
+        """The parameter holding the layer's weight, and whether the graph reads it transposed: a Linear on
+        tokens exports as `MatMul(x, Transpose(weight))` when constants are not folded, as `export` does."""
+        name = self.node(layer.name).input[1]
+        producer = self.view.producer.get(name)
+        if (producer is not None and producer.op_type == "Transpose" and self.parameter(producer.input[0]) is not None
+                and attributes(producer).get("perm", [1, 0]) == [1, 0]):
+            return producer.input[0], True
+        return name, False
+
+    def bias(self, layer: Layer) -> str | None:
+        """The bias the exporter wrote apart after the layer's MatMul (its `BiasAdd` epilogue), if any."""
+        add = next((op for op in layer.epilogue if op.op == "BiasAdd"), None)
+        if add is None:
+            return None
+        node = self.node(add.name)
+        return next((name for name in node.input if self.parameter(name) is not None), None)
+
     def batch_norm(self, layer: Layer) -> onnx.NodeProto | None:
         """The BatchNormalization fused after `layer` (its epilogue), if any."""
         bn = next((op for op in layer.epilogue if op.op == "BatchNormalization"), None)

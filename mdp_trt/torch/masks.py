@@ -47,8 +47,7 @@ def apply_plan(model: nn.Module, plan: Plan, example_inputs: Inputs) -> nn.Modul
     The model trains normally with any optimizer; masked weights, their gradients and optimizer state
     stay zero. In eval mode it computes exactly what `mask_model` (and so `prune_model`) computes,
     except where the plan prunes channels that a normalisation or reduction over channels reads
-    (LayerNorm over C, GroupNorm, GRN, attention's `q @ k^T` over a head width, whose pruned query
-    channels still carry their bias): masks cannot take the zeroed channels out of its statistics, so
+    (LayerNorm over C, GroupNorm, GRN): masks cannot take the zeroed channels out of its statistics, so
     the masked model approximates the pruned one there (a warning says so) and only the pruned export
     of the fine-tuned model is exact.
     """
@@ -59,12 +58,14 @@ def apply_masks(model: nn.Module, graph: TorchGraph, plan: Plan, example_inputs:
     """`apply_plan` for a model already traced (the pruning flow traces once)."""
     modules = branch_modules(model, graph, plan.remove_blocks, example_inputs)  # before any output is zeroed
     kept = kept_positions(graph.structure, plan)
-    statistics = sorted({r.node for r in graph.structure.reductions if r.input in kept})
+    # Attention's q @ k^T is exact: a pruned query channel is zero, weights and bias masked at its projection.
+    statistics = sorted({r.node for r in graph.structure.reductions
+                         if r.input in kept and graph.node(r.node).op_type != "MatMul"})
     if statistics:
-        warnings.warn(f"the plan prunes channels that {len(statistics)} reduction(s) over channels read "
-                      f"({', '.join(statistics[:3])}{' ...' if len(statistics) > 3 else ''}: normalisations, "
-                      "attention scores): they still count the zeroed channels, so the masked model only "
-                      "approximates the pruned one", stacklevel=3)
+        warnings.warn(f"the plan prunes channels that {len(statistics)} normalisation(s) over channels read "
+                      f"({', '.join(statistics[:3])}{' ...' if len(statistics) > 3 else ''}): their statistics "
+                      "still count the zeroed channels, so the masked model only approximates the pruned one",
+                      stacklevel=3)
     for name, keep in parameter_masks(graph, plan).items():
         _mask_parameter(graph.parameters[name], keep)
     for module in modules.values():
@@ -81,16 +82,24 @@ def parameter_masks(graph: TorchGraph, plan: Plan) -> dict[str, np.ndarray]:
     for layer in structure.weighted_layers:
         node = graph.node(layer.name)
         source, out = node.input[0], node.output[0]
-        attrs, shape = attributes(node), masks.shape(node.input[1])
-        if source in kept and not layer.depthwise and shape is not None:
+        weight, transposed = graph.weight(layer)
+        attrs, shape = attributes(node), masks.shape(weight)
+        if shape is None:
+            continue
+        shape = shape[::-1] if transposed else shape  # the layout the graph multiplies by
+        if source in kept and not layer.depthwise:
             tc = structure.channels[source]
-            masks.keep_only(node.input[1], input_keep_mask(layer.op, attrs, shape, features(kept[source], tc.repeat),
-                                                           len(tc.group) * tc.repeat))
-        if out in kept and shape is not None:
+            keep = input_keep_mask(layer.op, attrs, shape, features(kept[source], tc.repeat),
+                                   len(tc.group) * tc.repeat)
+            masks.keep_only(weight, keep.T if transposed else keep)
+        if out in kept:
             width = len(structure.channels[out].group)
-            masks.keep_only(node.input[1], output_keep_mask(layer.op, attrs, shape, kept[out], width))
-            if len(node.input) > 2 and masks.is_vector(node.input[2], width):
-                masks.drop(node.input[2], 0, _dropped(width, kept[out]))
+            keep = output_keep_mask(layer.op, attrs, shape, kept[out], width)
+            masks.keep_only(weight, keep.T if transposed else keep)
+            separate = graph.bias(layer)  # a Linear on tokens: MatMul, then Add
+            for bias in ([node.input[2]] if len(node.input) > 2 else []) + ([separate] if separate else []):
+                if masks.is_vector(bias, width):
+                    masks.drop(bias, 0, _dropped(width, kept[out]))
     for node in graph.view.nodes:
         if node.op_type == "BatchNormalization" and node.input[0] in kept:
             dropped = _dropped(len(structure.channels[node.input[0]].group), kept[node.input[0]])

@@ -81,9 +81,12 @@ def _terms(graph: TorchGraph, offsets: np.ndarray) -> list[_Term]:
         if bn is not None and all(_is_vector(graph, name, len(tc.group)) for name in bn.input[1:3]):
             parts = ((bn.input[1], 0), (bn.input[2], 0))
         else:
-            parts = ((node.input[1], output_axis(layer, node)),)
-            if len(node.input) > 2 and _is_vector(graph, node.input[2], len(tc.group)):
-                parts += ((node.input[2], 0),)
+            weight, transposed = graph.weight(layer)
+            axis = output_axis(layer, node)
+            parts = ((weight, 1 - axis if transposed else axis),)
+            for bias in ([node.input[2]] if len(node.input) > 2 else []) + [graph.bias(layer) or ""]:
+                if bias and _is_vector(graph, bias, len(tc.group)):
+                    parts += ((bias, 0),)
         parts = tuple(p for p in parts if graph.parameter(p[0]) is not None)
         if parts:
             terms.append(_Term(parts, slots))

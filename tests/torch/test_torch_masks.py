@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import onnxruntime as ort
@@ -184,3 +185,33 @@ def test_masking_channels_a_layernorm_reads_warns_that_it_is_approximate():
     assert structure.reductions and stream.prunable
     with pytest.warns(UserWarning, match="normalisation"):
         mt.apply_plan(model, Plan({stream.id: (0, 3, 5)}), x)
+
+
+@pytest.mark.parametrize("attention", ["fused", "sdpa"])
+def test_a_transformers_head_widths_mask_exactly_and_train_to_its_pruned_export(attention):
+    """q/k and v head widths and the MLP's hidden width, masked: the pruned query channels are zero (weights
+    and bias of the projection), so q @ k^T is exact, and the fine-tuned masked model is its pruned export."""
+    from tests import families as fam
+
+    torch.manual_seed(0)
+    model = fam.VisionTransformer(lambda d, h: fam.FusedAttention(d, h, sdpa=attention == "sdpa"), dim=32, heads=2,
+                                  depth=1, patch=8, image=16)
+    x = noise(INPUT, 3)
+    structure = trace(model, x).structure
+    widths = {g.id: g for g in structure.prunable_groups if g.kind in ("qk_dim", "v_dim", "mlp_hidden")}
+    assert {g.kind for g in widths.values()} == {"qk_dim", "v_dim", "mlp_hidden"}
+    rng = np.random.default_rng(0)
+    plan = Plan({g.id: random_channels(rng, g.size, g.parts * max(1, g.part_size // 2), g.parts)
+                 for g in widths.values()})
+    expected = run_onnx(mask_model(trace(model, x).onnx_model, structure, plan), x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing here is approximate
+        mt.apply_plan(model, plan, x)
+    with torch.no_grad():
+        np.testing.assert_allclose(model.eval()(x).numpy(), expected, rtol=1e-5, atol=1e-6)
+    train(model, torch.optim.Adam(model.parameters(), lr=1e-2), 3)
+    model.eval()
+    exported = mt.export(model, x)
+    with torch.no_grad():
+        np.testing.assert_allclose(run_onnx(prune_model(exported, analyze(exported), plan), x), model(x).numpy(),
+                                   rtol=1e-5, atol=1e-5)

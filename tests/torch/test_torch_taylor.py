@@ -115,3 +115,31 @@ def test_scores_take_their_batches_from_a_one_shot_iterator_once():
     assert set(from_list) == set(from_iterator)
     for key, values in from_list.items():
         np.testing.assert_allclose(from_iterator[key], values, rtol=1e-12)
+
+
+def test_a_head_widths_score_sums_the_taylor_terms_of_its_query_and_key_rows():
+    """timm's fused qkv Linear exports as MatMul by the transposed weight: a query/key channel's score is
+    the Taylor term of its q row and its k row (weight and bias) of the one qkv parameter."""
+    from tests import families as fam
+
+    torch.manual_seed(0)
+    model = fam.VisionTransformer(fam.FusedAttention, dim=16, heads=2, depth=1, patch=8, image=16).double().eval()
+    generator = torch.Generator().manual_seed(1)
+    data = [(torch.randn(4, 3, 16, 16, generator=generator, dtype=torch.float64), torch.arange(4) % 10)
+            for _ in range(2)]
+    scores = mt.taylor_importance(model, data, loss_fn, 2, data[0][0][:1], blocks=False)
+    graph = trace(model, data[0][0][:1])
+    qk = next(g for g in graph.structure.groups if g.kind == "qk_dim")
+    qkv = next(la for la in graph.structure.weighted_layers if la.name.endswith("qkv/MatMul"))
+    tc = graph.structure.channels[graph.node(qkv.name).output[0]]
+    group_index = [g.id for g in graph.structure.groups].index(qk.id)
+    params = dict(model.named_parameters())
+    for channel in (0, qk.size - 1):
+        rows = np.flatnonzero((tc.group == group_index) & (tc.channel == channel))
+        assert len(rows) == 2  # its q row and its k row
+        carriers = [params["blocks.0.attn.qkv.weight"], params["blocks.0.attn.qkv.bias"]]
+        per_batch = []
+        for x, y in data:
+            grads = torch.autograd.grad(loss_fn(model(x), y), carriers)
+            per_batch.append(sum(float((p.detach() * g)[rows].sum()) for p, g in zip(carriers, grads, strict=True)))
+        np.testing.assert_allclose(scores[qk.id][channel], np.abs(per_batch).sum(), rtol=1e-6)
