@@ -152,10 +152,19 @@ class LatencyDB:
             raise connect.translate(exc, self.path) from exc
 
     def _header(self) -> tuple[int, int, int]:
-        """(application_id, user_version, number of schema objects)."""
-        app_id = self._conn.execute("PRAGMA application_id").fetchone()[0]
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        objects = self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        """(application_id, user_version, number of schema objects), read in one snapshot: as three
+        statements in autocommit they could straddle another process's creation of the file and see its
+        tables without its application id, a foreign file."""
+        begun = not self._conn.in_transaction
+        if begun:
+            self._conn.execute("BEGIN")
+        try:
+            app_id = self._conn.execute("PRAGMA application_id").fetchone()[0]
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            objects = self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        finally:
+            if begun:
+                self._conn.execute("COMMIT")
         return app_id, version, objects
 
     def _check_header(self, app_id: int, version: int, objects: int) -> bool:
