@@ -109,6 +109,21 @@ def test_a_plan_whose_interval_straddles_the_target_does_not_end_the_loop(toy):
     assert len(chosen.rounds) == 2 and chosen.verdict.decision == MET, "the next plan aims under the interval"
 
 
+def test_a_plan_met_by_a_hair_tightens_the_budget_and_the_verifiable_plan_wins(toy):
+    """0.998 of the target is met, but a fresh window (the final verification) would straddle it: the loop
+    goes on under a tighter budget and keeps the plan met with room for that noise."""
+    chosen, target = run(toy, [0.998, 0.97])
+    assert [r["decision"] for r in chosen.rounds] == [MET, MET]
+    assert chosen.rounds[1]["budget_ms"] < chosen.rounds[0]["budget_ms"]
+    assert chosen.measured_ms == pytest.approx(0.97 * target) and chosen.verdict.verifiable
+
+
+def test_a_plan_met_by_a_hair_is_kept_when_no_other_is_met(toy):
+    chosen, target = run(toy, [0.998, 1.1, 1.05, 1.2, 1.3])
+    assert chosen.measured_ms == pytest.approx(0.998 * target)
+    assert chosen.verdict.met and not chosen.verdict.verifiable
+
+
 def test_an_undecided_plan_is_preferred_to_plans_clearly_over(toy):
     chosen, _ = run(toy, [(1.0, 0.05), 1.2, 1.1, 1.3, 1.15])
     assert len(chosen.rounds) == 5 and chosen.rounds[0]["decision"] == UNDECIDED
