@@ -45,7 +45,9 @@ def analyze_command(
     for b in structure.blocks:
         blocks.add_row(b.id, b.add, b.group or "-", str(len(b.nodes)), b.parent or "")
     console.print(blocks)
-    layers = Table(title="Weighted layers", title_justify="left")
+    cores = len(structure.layers) - len(structure.weighted_layers)
+    layers = Table(title="Layers (weighted ops" + (", and attention cores timed as layers)" if cores else ")"),
+                   title_justify="left")
     for column in ("name", "op", "in group", "out group", "channels in -> out", "block", "fused epilogue"):
         layers.add_column(column, overflow="fold")
     for la in structure.layers:
@@ -55,5 +57,5 @@ def analyze_command(
     console.print(layers)
     prunable = structure.prunable_groups
     console.print(f"{len(structure.groups)} groups ({len(prunable)} prunable, "
-                  f"{sum(g.size for g in prunable)} prunable channels), {len(structure.layers)} layers, "
-                  f"{len(structure.blocks)} removable blocks")
+                  f"{sum(g.size for g in prunable)} prunable channels), {len(structure.layers)} layers"
+                  + (f" ({cores} attention cores)" if cores else "") + f", {len(structure.blocks)} removable blocks")
