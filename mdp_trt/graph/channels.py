@@ -195,9 +195,6 @@ class Walker:
         shape = self.view.shape(name)
         return shape[axis] if shape is not None and 0 <= axis < len(shape) else None
 
-    def ints(self, node: onnx.NodeProto, attribute: str, index: int) -> list[int] | None:
-        return self.view.ints(node, attribute, index)
-
     # --- dispatch --------------------------------------------------------------------------------
     def visit(self, node: onnx.NodeProto) -> None:
         for ref in self.view.subgraph_references(node):

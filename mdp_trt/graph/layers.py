@@ -142,22 +142,15 @@ def _erf_gelu(view: GraphView, tensor: str, readers: list[onnx.NodeProto]) -> Ep
     dynamo by 0.5 then by x (`Div, Erf, Add, Mul, Mul(x)`); ONNX Runtime fuses either into one kernel."""
     if len(readers) != 2 or {r.op_type for r in readers} != {"Div", "Mul"}:
         return None
-    div = next(r for r in readers if r.op_type == "Div")
+    node = next(r for r in readers if r.op_type == "Div")
     gate = next(r for r in readers if r.op_type == "Mul")
-    chain = [div]
-    for op in ("Erf", "Add"):
-        following = view.consumers.get(chain[-1].output[0], [])
+    for op in ("Erf", "Add", "Mul"):
+        following = view.consumers.get(node.output[0], [])
         if len(following) != 1 or following[0].op_type != op:
             return None
-        chain.append(following[0])
-    following = view.consumers.get(chain[-1].output[0], [])
-    if len(following) != 1 or following[0].op_type != "Mul":
-        return None
-    if following[0] is not gate:  # dynamo: 0.5 * (1 + erf) first, then x times that
-        half = following[0]
-        if view.consumers.get(half.output[0], []) != [gate]:
-            return None
-        return EpilogueOp(gate.name, "Gelu")
+        node = following[0]
+    if node is not gate:  # dynamo: 0.5 * (1 + erf) first, then x times that
+        return EpilogueOp(gate.name, "Gelu") if view.consumers.get(node.output[0], []) == [gate] else None
     after = view.consumers.get(gate.output[0], [])  # TorchScript: x * (1 + erf), then times 0.5
     if len(after) == 1 and after[0].op_type == "Mul" and any(view.is_constant(i) for i in after[0].input):
         return EpilogueOp(after[0].name, "Gelu")

@@ -13,11 +13,6 @@ import numpy as np
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 ATTENTION_OP = "Attention"  # a layer of the latency model without weights: softmax(q @ k^T) @ v (graph/attention.py)
-# What a group's channels are: `qk_dim` the per-head width of attention's queries and keys (q and k tied,
-# each head keeping as many: `parts` is the head count), `v_dim` that of its values (v and the output
-# projection), `embedding` a transformer's residual stream (the token width every block reads and adds
-# to), `mlp_hidden` the hidden width of a transformer block's MLP, `channels` anything else.
-GROUP_KINDS = ("channels", "qk_dim", "v_dim", "embedding", "mlp_hidden")
 
 
 @dataclass(frozen=True)
@@ -39,7 +34,11 @@ class Group:
     consumers: tuple[str, ...]  # weighted nodes that read the group as input channels
     tensors: tuple[str, ...]  # tensors the group's channels live in
     parts: int = 1  # equal parts of size/parts consecutive channels; a plan keeps as many in each part
-    kind: str = "channels"  # see GROUP_KINDS
+    # What the channels are: `qk_dim` the per-head width of attention's queries and keys (q and k tied,
+    # each head keeping as many: `parts` is the head count), `v_dim` that of its values (v and the output
+    # projection), `embedding` a transformer's residual stream (the token width every block reads and adds
+    # to), `mlp_hidden` the hidden width of a transformer block's MLP, `channels` anything else.
+    kind: str = "channels"
 
     @property
     def part_size(self) -> int:

@@ -87,7 +87,7 @@ def reduce(w: Walker, node: onnx.NodeProto) -> None:
     if (traced := w.traced(node)) is None:
         return
     cmap, rank = traced
-    axes = w.ints(node, "axes", 1)
+    axes = w.view.ints(node, "axes", 1)
     if axes is None and len(node.input) > 1 and node.input[1]:
         w.unsupported(node, "reduction axes are not static")
         return

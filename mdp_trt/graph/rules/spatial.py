@@ -40,8 +40,8 @@ def pad(w: Walker, node: onnx.NodeProto) -> None:
     if (traced := w.traced(node)) is None:
         return
     cmap, rank = traced
-    pads = w.ints(node, "pads", 1)
-    axes = w.ints(node, "axes", 3) or list(range(rank))
+    pads = w.view.ints(node, "pads", 1)
+    axes = w.view.ints(node, "axes", 3) or list(range(rank))
     if pads is None or len(pads) != 2 * len(axes):
         w.unsupported(node, "pads are not static")
         return
