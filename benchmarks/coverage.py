@@ -119,10 +119,19 @@ def coverage(path: Path, seed: int) -> dict[str, Any]:
 
 
 def half_plan(structure, rng: np.random.Generator) -> Plan:
-    """Every prunable group keeps a random half (at least one channel, as many in each of its parts);
-    each block goes with p = 1/2."""
-    groups = {g.id: random_channels(rng, g.size, g.parts * max(1, g.part_size // 2), g.parts)
-              for g in structure.prunable_groups}
+    """Every prunable group keeps a random half (at least one channel, as many in each of its parts), every
+    attention a random half of its heads (at least one); each block goes with p = 1/2."""
+    groups, in_heads = {}, {}
+    for tie in structure.heads:
+        heads = structure.group(tie.heads)
+        if heads.prunable:
+            groups[tie.heads] = tuple(sorted(rng.choice(heads.size, max(1, heads.size // 2), replace=False).tolist()))
+            in_heads.update(dict.fromkeys(tie.members, groups[tie.heads]))
+    for g in structure.prunable_groups:
+        if g.kind != "heads":
+            parts = in_heads.get(g.id)
+            count = (g.parts if parts is None else len(parts)) * max(1, g.part_size // 2)
+            groups[g.id] = random_channels(rng, g.size, count, g.parts, parts)
     blocks = tuple(b.id for b in structure.blocks if rng.random() < 0.5)
     return Plan(groups, blocks)
 

@@ -158,7 +158,8 @@ def time_against_dense(model: onnx.ModelProto, pruned: onnx.ModelProto, backend:
 def off_grid_plan(structure: Structure, levels: dict[str, tuple[int, ...]], rng: np.random.Generator,
                   block_probability: float = 0.25) -> Plan:
     """Every group with grid levels at a random multiple of 8 (of its parts too) from its lowest level to
-    its full width, random channels kept; each block (whose parent stays) removed with `block_probability`.
+    its full width, random channels kept (an attention that removes heads at a random combination of its
+    grid, as `random_plan` draws it); each block (whose parent stays) removed with `block_probability`.
     Widths below the lowest level are left out: the solver never picks them and calibration does not
     reach them, so their error would be extrapolation, not the interpolation this measures."""
 

@@ -34,12 +34,23 @@ def random_inputs(model: onnx.ModelProto, rng: np.random.Generator, batch: int =
 
 
 def random_plan(structure: Structure, rng: np.random.Generator, block_rate: float = 0.4) -> Plan:
-    groups = {}
+    """Random widths for every prunable group (some left whole), whole heads removed from half the
+    attentions whose heads can go, and random blocks removed."""
+    groups, heads_of = {}, {}
+    heads_groups = {tie.heads for tie in structure.heads}
+    for tie in structure.heads:
+        size = structure.group(tie.heads).size
+        if structure.group(tie.heads).prunable and size > 1 and rng.random() < 0.5:
+            kept = tuple(sorted(rng.choice(size, int(rng.integers(1, size)), replace=False).tolist()))
+            groups[tie.heads] = kept
+            heads_of.update(dict.fromkeys(tie.members, kept))
     for group in structure.prunable_groups:
-        if rng.random() < 0.2:
+        if group.id in heads_groups or (group.id not in heads_of and rng.random() < 0.2):
             continue  # leave some groups untouched
         count = int(rng.integers(1, group.part_size + 1))  # per part: the same number in each
-        groups[group.id] = random_channels(rng, group.size, count * group.parts, group.parts)
+        in_parts = heads_of.get(group.id)
+        total = count * (group.parts if in_parts is None else len(in_parts))
+        groups[group.id] = random_channels(rng, group.size, total, group.parts, in_parts)
     blocks = tuple(b.id for b in structure.blocks if rng.random() < block_rate)
     return Plan(groups, blocks)
 

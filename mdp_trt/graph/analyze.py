@@ -12,6 +12,7 @@ from mdp_trt.graph.blocks import find_blocks
 from mdp_trt.graph.channels import propagate
 from mdp_trt.graph.fused_parts import has_fused_parts, split_fused_parts
 from mdp_trt.graph.groups import build_groups
+from mdp_trt.graph.heads import tie_heads
 from mdp_trt.graph.layers import build_layers
 from mdp_trt.graph.load import check_supported
 from mdp_trt.graph.structure import Block, Structure
@@ -49,6 +50,8 @@ def analyze(model: onnx.ModelProto) -> Structure:
     node_order = {n.name: i for i, n in enumerate(view.nodes)}
     weighted_names = {use.node.name for use in prop.weighted}
     index = build_groups(prop, node_order, weighted_names)
+    own = GraphView(named) if sized else view
+    index, heads = tie_heads(prop, index, own)
 
     raw_blocks = find_blocks(view)
     group_of = {g_index: g.id for g_index, g in enumerate(index.groups)}
@@ -67,12 +70,12 @@ def analyze(model: onnx.ModelProto) -> Structure:
     blocks = _with_parents(blocks)
     block_of = _innermost_block(blocks)
     # Layers record the model's own shapes (a symbolic size stays unknown, for profiling to refuse).
-    layers = build_layers(GraphView(named) if sized else view, prop.weighted, index, block_of)
-    layers += attention_layers(view, index, tuple(prop.reductions), block_of)
+    layers = build_layers(own, prop.weighted, index, block_of)
+    layers += attention_layers(view, index, tuple(prop.reductions), heads, block_of)
     groups = _transformer_kinds(index.groups, layers, blocks, {r.node for r in prop.reductions
                                                                if view.node_by_name[r.node].op_type == "MatMul"})
     return Structure(groups, tuple(layers), tuple(blocks), dict(index.tensors), tuple(prop.reductions),
-                     tuple(prop.pinned), tuple(dict.fromkeys(prop.channel_targets)))
+                     tuple(prop.pinned), tuple(dict.fromkeys(prop.channel_targets)), heads)
 
 
 def _transformer_kinds(groups, layers: list, blocks: list[Block], attentions: set[str]) -> tuple:

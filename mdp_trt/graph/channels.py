@@ -52,6 +52,16 @@ class Parts:
     node: str
 
 
+@dataclass(frozen=True)
+class HeadsLink:
+    """Attention heads `heads` (one id each, on the scores) are the rows of `rows` (heads x head dim): a
+    query/key or value map of `node`'s product."""
+
+    heads: np.ndarray
+    rows: np.ndarray
+    node: str
+
+
 @dataclass
 class Propagation:
     """The outcome: maps per tensor, the union-find, frozen ids and their reasons, id origins."""
@@ -66,6 +76,7 @@ class Propagation:
     kinds: dict[int, str] = field(default_factory=dict)  # id -> what the channel is (`Group.kind`)
     pinned: list[Pinned] = field(default_factory=list)
     channel_targets: list[str] = field(default_factory=list)
+    heads: list[HeadsLink] = field(default_factory=list)
 
 
 def propagate(view: GraphView) -> Propagation:
@@ -82,7 +93,7 @@ def propagate(view: GraphView) -> Propagation:
             walker.frozen[i] = "graph output"
     return Propagation(walker.maps, walker.union, walker.frozen, walker.origin, walker.weighted,
                        walker.parts, walker.reductions, walker.kinds, walker.pinned,
-                       walker.channel_targets)
+                       walker.channel_targets, walker.heads)
 
 
 class Walker:
@@ -101,6 +112,7 @@ class Walker:
         self.kinds: dict[int, str] = {}
         self.pinned: list[Pinned] = []
         self.channel_targets: list[str] = []
+        self.heads: list[HeadsLink] = []
 
     # --- ids -------------------------------------------------------------------------------------
     def fresh(self, count: int, origin: str | None = None, frozen: str | None = None) -> np.ndarray:
@@ -124,6 +136,10 @@ class Walker:
         """Record what these channels are (a query/key or value head dim): their group's `kind`."""
         for i in np.asarray(ids).reshape(-1).tolist():
             self.kinds[i] = kind
+
+    def link_heads(self, heads: np.ndarray, rows: np.ndarray, node: onnx.NodeProto) -> None:
+        """Record that attention head `heads[i]` is row i of `rows` (see `HeadsLink`)."""
+        self.heads.append(HeadsLink(np.asarray(heads).reshape(-1), np.asarray(rows), node.name))
 
     def reduces_channels(self, node: onnx.NodeProto, tensor: str) -> None:
         """Record that `node` reduces or normalises `tensor` over its channels."""

@@ -26,6 +26,7 @@ from mdp_trt.graph.structure import Group, TensorChannels
 class GroupIndex:
     groups: tuple[Group, ...]
     tensors: dict[str, TensorChannels]
+    positions: dict[int, tuple[int, int]]  # union-find root -> (group index, channel index in the group)
 
 
 def build_groups(prop: Propagation, node_order: dict[str, int], weighted_names: set[str]) -> GroupIndex:
@@ -101,7 +102,7 @@ def build_groups(prop: Propagation, node_order: dict[str, int], weighted_names: 
         positions = np.array([class_position[r] for r in rs.tolist()], dtype=np.int64).reshape(-1, 2)
         tensors[name] = TensorChannels(cmap.axes, cmap.repeats, tuple(int(d) for d in cmap.ids.shape),
                                        positions[:, 0].copy(), positions[:, 1].copy())
-    return GroupIndex(tuple(groups), tensors)
+    return GroupIndex(tuple(groups), tensors, class_position)
 
 
 def _partition(constraints: list[Parts], roots: np.ndarray, signature_of: dict[int, tuple[str, ...]],

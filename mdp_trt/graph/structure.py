@@ -12,7 +12,10 @@ from typing import Any
 import numpy as np
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-ATTENTION_OP = "Attention"  # a layer of the latency model without weights: softmax(q @ k^T) @ v (graph/attention.py)
+# Layers of the latency model without weights (graph/attention.py): an attention's softmax(q @ k^T * scale)
+# over (heads, qk_dim), and its attn @ v over (heads, v_dim).
+ATTENTION_SCORES, ATTENTION_VALUES = "AttentionScores", "AttentionValues"
+ATTENTION_OPS = (ATTENTION_SCORES, ATTENTION_VALUES)
 
 
 @dataclass(frozen=True)
@@ -34,10 +37,12 @@ class Group:
     consumers: tuple[str, ...]  # weighted nodes that read the group as input channels
     tensors: tuple[str, ...]  # tensors the group's channels live in
     parts: int = 1  # equal parts of size/parts consecutive channels; a plan keeps as many in each part
-    # What the channels are: `qk_dim` the per-head width of attention's queries and keys (q and k tied,
-    # each head keeping as many: `parts` is the head count), `v_dim` that of its values (v and the output
-    # projection), `embedding` a transformer's residual stream (the token width every block reads and adds
-    # to), `mlp_hidden` the hidden width of a transformer block's MLP, `channels` anything else.
+    # What the channels are: `heads` an attention's heads (one channel per head, tied to the parts of its
+    # qk_dim and v_dim groups: `Structure.heads`), `qk_dim` the per-head width of attention's queries and
+    # keys (q and k tied, each kept head keeping as many: `parts` is the head count), `v_dim` that of its
+    # values (v and the output projection), `embedding` a transformer's residual stream (the token width
+    # every block reads and adds to), `mlp_hidden` the hidden width of a transformer block's MLP,
+    # `channels` anything else.
     kind: str = "channels"
 
     @property
@@ -64,8 +69,8 @@ class Segment:
 
 @dataclass(frozen=True)
 class Layer:
-    """A weighted op (Conv, ConvTranspose, Gemm, MatMul with a constant weight), or an attention core
-    (op `Attention`, no weight: its sides are the query/key and the value head widths), as latency sees it.
+    """A weighted op (Conv, ConvTranspose, Gemm, MatMul with a constant weight), or one of an attention's two
+    products (`ATTENTION_OPS`, no weight: input side the heads, output side a head width), as latency sees it.
 
     `in_group`/`out_group` are set when the whole input/output channel axis is one group; a layer that
     reads a Concat of several groups has `in_group=None` and its parts in `in_segments`.
@@ -169,6 +174,19 @@ class Pinned:
 
 
 @dataclass(frozen=True)
+class HeadsTie:
+    """An attention's heads: group `heads` (one channel per head) and the groups in `members` (its
+    query/key and value head widths) whose parts are those heads, in the same order (`graph.heads`).
+
+    A plan keeps head i in all of them or in none: part i of every member keeps channels exactly when
+    channel i of `heads` is kept, and every kept part keeps as many.
+    """
+
+    heads: str
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Structure:
     """Channel groups, layers and blocks of one model, with lookups by id."""
 
@@ -180,6 +198,7 @@ class Structure:
     pinned: tuple[Pinned, ...] = ()
     # Reshapes whose computed target surgery rewrites on the output's channel axes (graph/shape_reads.py)
     channel_targets: tuple[str, ...] = ()
+    heads: tuple[HeadsTie, ...] = ()  # attentions whose heads are a group of their own
 
     def group(self, group_id: str) -> Group:
         return self._groups_by_id()[group_id]
@@ -196,13 +215,17 @@ class Structure:
                 return block
         raise KeyError(block_id)
 
+    def heads_tie(self, heads: str) -> HeadsTie:
+        """The attention whose heads are group `heads`."""
+        return next(t for t in self.heads if t.heads == heads)
+
     def _groups_by_id(self) -> dict[str, Group]:
         return {g.id: g for g in self.groups}
 
     @property
     def weighted_layers(self) -> tuple[Layer, ...]:
-        """The layers that hold weights (the attention cores, timed as layers, hold none)."""
-        return tuple(la for la in self.layers if la.op != ATTENTION_OP)
+        """The layers that hold weights (the attention products, timed as layers, hold none)."""
+        return tuple(la for la in self.layers if la.op not in ATTENTION_OPS)
 
     @property
     def prunable_groups(self) -> tuple[Group, ...]:
@@ -229,4 +252,5 @@ class Structure:
                 for la in self.layers
             ],
             "blocks": [{"id": b.id, "nodes": list(b.nodes), "group": b.group} for b in self.blocks],
+            "heads": [{"heads": t.heads, "members": list(t.members)} for t in self.heads],
         }

@@ -21,6 +21,7 @@ import onnx
 
 from mdp_trt.errors import InputError
 from mdp_trt.graph.structure import Structure
+from mdp_trt.importance.selection import with_head_scores
 
 
 def read_scores(path: Path) -> dict[str, np.ndarray]:
@@ -82,8 +83,8 @@ def load_scores(path: Path, model: onnx.ModelProto, structure: Structure) -> dic
     for block, total in held.items():  # a block costs at least the layers it holds
         if total > float(np.sum(scores.get(block, 0.0))):
             scores[block] = np.array([total])
-    missing = [g.id for g in structure.prunable_groups if g.id not in covered]
+    missing = [g.id for g in structure.prunable_groups if g.id not in covered and g.kind != "heads"]
     if missing:
         raise InputError(f"{path}: no scores for prunable group(s) {', '.join(missing[:8])}"
                          + (" ..." if len(missing) > 8 else ""))
-    return scores
+    return with_head_scores(structure, scores)  # heads the file does not score: by their channels

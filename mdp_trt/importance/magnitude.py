@@ -13,6 +13,7 @@ import onnx
 from mdp_trt.graph.analyze import prepare
 from mdp_trt.graph.structure import Layer, Structure
 from mdp_trt.graph.view import GraphView, attributes
+from mdp_trt.importance.selection import with_head_scores
 
 
 def channel_scores(model: onnx.ModelProto, structure: Structure, norm: str = "l2") -> dict[str, np.ndarray]:
@@ -35,7 +36,7 @@ def channel_scores(model: onnx.ModelProto, structure: Structure, norm: str = "l2
         while block is not None:
             scores[block] += per_output.sum()
             block = parents[block]
-    return scores
+    return with_head_scores(structure, scores)
 
 
 def _filter_norms(view: GraphView, node: onnx.NodeProto, layer: Layer, norm: str) -> np.ndarray:

@@ -11,7 +11,7 @@ database per (model, grid) and device fingerprint.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,10 +19,10 @@ import numpy as np
 import onnx
 
 from latency_db import CalibrationRecord, LatencyDB, content_hash
-from mdp_trt.graph.structure import Group, Structure
+from mdp_trt.graph.structure import Group, HeadsTie, Structure
 from mdp_trt.importance.selection import first_channels, random_channels
 from mdp_trt.latency.backends.base import Backend
-from mdp_trt.latency.grid import DEFAULT_GRID, GridConfig, group_levels
+from mdp_trt.latency.grid import DEFAULT_GRID, GridConfig, group_levels, head_combinations, kept_channels
 from mdp_trt.latency.predict import layer_sum
 from mdp_trt.latency.protocol import BENCH_PROTOCOL, MeasureProtocol
 from mdp_trt.latency.tables import LatencyTable
@@ -131,8 +131,9 @@ def random_plan(
     rng: np.random.Generator,
     block_probability: float = 0.25,
 ) -> Plan:
-    """A plan with every prunable group at a uniformly random grid level (random channels kept) and
-    each block removed with `block_probability`: test plans for the latency model's benchmark."""
+    """A plan with every prunable group (every attention's combination of heads and head widths) at a
+    uniformly random grid level, random channels kept, and each block removed with `block_probability`:
+    test plans for the latency model's benchmark."""
     return sampled_plan(structure, levels, rng, lambda _group, options: int(rng.choice(options)), block_probability)
 
 
@@ -142,11 +143,12 @@ def spread_plan(
     """A plan keeping about `fraction` of every prunable group (the grid level nearest to it, moved
     one level up or down at random) and removing each block with probability (1 - fraction) / 2."""
 
-    def near_fraction(group: Group, options: tuple[int, ...]) -> int:
-        nearest = int(np.argmin([abs(k - fraction * group.size) for k in options]))
-        return options[int(np.clip(nearest + rng.integers(-1, 2), 0, len(options) - 1))]
+    def nearest(size: int, options: Sequence[int]) -> int:
+        index = int(np.argmin([abs(k - fraction * size) for k in options]))
+        return int(np.clip(index + rng.integers(-1, 2), 0, len(options) - 1))
 
-    return sampled_plan(structure, levels, rng, near_fraction, (1.0 - fraction) / 2)
+    return sampled_plan(structure, levels, rng, lambda group, options: options[nearest(group.size, options)],
+                        (1.0 - fraction) / 2, lambda full, kept: nearest(full, kept))
 
 
 def sampled_plan(
@@ -155,13 +157,22 @@ def sampled_plan(
     rng: np.random.Generator,
     width: Callable[[Group, tuple[int, ...]], int],
     block_probability: float,
+    combination: Callable[[int, list[int]], int] | None = None,
 ) -> Plan:
-    """Each prunable group keeps `width(group, levels)` random channels; each block (whose parent
-    stays) is removed with `block_probability`."""
+    """Each prunable group keeps `width(group, levels)` random channels; an attention whose heads the grid
+    removes takes its combination number `combination(channels, channels kept at each)` (default: one at
+    random) of random heads and channels; each block (whose parent stays) is removed with `block_probability`."""
     groups: dict[str, tuple[int, ...]] = {}
+    combos = head_combinations(structure, levels)
+    for gid, widths in combos.items():
+        tie = structure.heads_tie(gid)
+        kept = kept_channels(widths, tie)
+        index = combination(kept[-1], kept) if combination else int(rng.integers(len(kept)))
+        groups.update(_heads_kept(structure, tie, widths, index, rng))
+    tied = {gid for gid in combos for gid in (gid, *structure.heads_tie(gid).members)}
     for group in structure.groups:
         options = levels.get(group.id, (group.size,))
-        if not group.prunable or len(options) < 2:
+        if not group.prunable or len(options) < 2 or group.id in tied:
             continue
         k = width(group, options)
         if k < group.size:
@@ -173,13 +184,32 @@ def sampled_plan(
     return Plan(groups, tuple(removed))
 
 
+def _heads_kept(structure: Structure, tie: HeadsTie, widths: dict[str, tuple[int, ...]], index: int,
+                rng: np.random.Generator | None) -> dict[str, tuple[int, ...]]:
+    """An attention at its combination `index`: random heads and channels (the first ones without `rng`)."""
+    heads = structure.group(tie.heads).size
+    h = widths[tie.heads][index]
+    kept = tuple(range(h)) if rng is None else tuple(sorted(int(i) for i in rng.choice(heads, h, replace=False)))
+    groups = {tie.heads: kept} if h < heads else {}
+    for member in tie.members:
+        group, k = structure.group(member), widths[member][index]
+        if k < group.size:
+            groups[member] = (first_channels(group.size, k, group.parts, kept) if rng is None
+                              else random_channels(rng, group.size, k, group.parts, kept))
+    return groups
+
+
 def smallest_plan(structure: Structure, levels: dict[str, tuple[int, ...]]) -> Plan:
-    """Every prunable group at its lowest grid level and every outermost block removed."""
+    """Every prunable group (attention) at its lowest grid level and every outermost block removed."""
+    combos = head_combinations(structure, levels)
+    tied = {gid for gid in combos for gid in (gid, *structure.heads_tie(gid).members)}
     groups = {
         g.id: first_channels(g.size, levels[g.id][0], g.parts)
         for g in structure.groups
-        if g.prunable and len(levels.get(g.id, ())) >= 2 and levels[g.id][0] < g.size
+        if g.prunable and len(levels.get(g.id, ())) >= 2 and levels[g.id][0] < g.size and g.id not in tied
     }
+    for gid, widths in combos.items():
+        groups.update(_heads_kept(structure, structure.heads_tie(gid), widths, 0, None))
     return Plan(groups, tuple(b.id for b in structure.blocks if b.parent is None))
 
 

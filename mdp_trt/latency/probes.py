@@ -19,7 +19,7 @@ from onnx import helper, numpy_helper
 
 from latency_db import content_hash
 from mdp_trt.errors import InputError
-from mdp_trt.graph.structure import ATTENTION_OP, Layer
+from mdp_trt.graph.structure import ATTENTION_OPS, ATTENTION_SCORES, Layer
 
 PROBE_VERSION = 1  # bump when probe construction changes what is measured
 DEFAULT_OPSET = 17
@@ -63,7 +63,7 @@ class ProbeSpec:
 
     @classmethod
     def from_layer(cls, layer: Layer, opset: int = DEFAULT_OPSET) -> ProbeSpec:
-        if layer.op == ATTENTION_OP:
+        if layer.op in ATTENTION_OPS:
             return cls._attention(layer, opset)
         if layer.op not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
             raise InputError(f"layer {layer.name}: no probe for op {layer.op}")
@@ -93,10 +93,11 @@ class ProbeSpec:
 
     @classmethod
     def _attention(cls, layer: Layer, opset: int) -> ProbeSpec:
-        """An attention core: `in_spatial` is (heads, queries), its attrs hold the heads and the keys."""
-        heads, queries = layer.input_shape[1], layer.input_shape[2]
-        return cls(op=ATTENTION_OP, attrs={k: _jsonable(v) for k, v in layer.attrs.items()},
-                   in_spatial=(int(heads), int(queries)), out_spatial=(int(heads), int(queries)), in_repeat=1,
+        """One of an attention's products: `in_spatial` is (queries,), its attrs hold the keys and the windows;
+        the heads and the width are the probe's k_in and k_out."""
+        queries = int(layer.input_shape[2])
+        return cls(op=layer.op, attrs={k: _jsonable(v) for k, v in layer.attrs.items()},
+                   in_spatial=(queries,), out_spatial=(queries,), in_repeat=1,
                    has_bias=False, epilogue=(), dtype=layer.dtype, depthwise=False, opset=opset)
 
     def description(self) -> dict[str, Any]:
@@ -152,7 +153,7 @@ class _ProbeBuilder:
 
     def model(self) -> onnx.ModelProto:
         spec = self.spec
-        if spec.op == ATTENTION_OP:
+        if spec.op in ATTENTION_OPS:
             return self.attention()
         x_shape = self.input_shape()
         y = self.weighted("X")
@@ -173,30 +174,34 @@ class _ProbeBuilder:
         return model
 
     def attention(self) -> onnx.ModelProto:
-        """`softmax(Q @ K^T * scale) @ V` with Q (B, H, N, k_in / H), K (B, H, M, k_in / H), V (B, H, M, k_out / H),
-        B the batch times the windows per image, the scores' and the context's shapes as in the model (the
-        scale's value does not change the cost)."""
+        """`softmax(Q @ K^T * scale)` with Q (B, h, N, d), K (B, h, M, d), or `A @ V` with A (B, h, N, M) and V
+        (B, h, M, d): h = k_in heads of d = k_out / h channels, B the batch times the windows per image (the
+        scale's value does not change the cost).
+
+        A width that does not divide by the heads is read at the nearest one that does: such a cell is never
+        chosen, as every kept head keeps as many channels, but the table holds one."""
         spec = self.spec
-        heads, queries = spec.in_spatial
-        keys = int(spec.attrs["keys"])
-        if self.k_in % heads or self.k_out % heads:
-            raise InputError(f"an attention probe of {heads} heads needs widths divisible by them, got "
-                             f"{self.k_in} and {self.k_out}")
-        qk, v = self.k_in // heads, self.k_out // heads
+        (queries,), keys, heads = spec.in_spatial, int(spec.attrs["keys"]), self.k_in
+        width = max(1, round(self.k_out / heads))
         rows = self.batch * int(spec.attrs.get("windows", 1))  # Swin attends within windows: B * windows rows
-        shapes = {"Q": [rows, heads, queries, qk], "K": [rows, heads, keys, qk], "V": [rows, heads, keys, v]}
-        scale = self.const("scale", np.asarray(qk ** -0.5))
-        self.nodes += [
-            helper.make_node("Transpose", ["K"], ["k_t"], name="k_transpose", perm=[0, 1, 3, 2]),
-            helper.make_node("Mul", ["Q", scale], ["q_scaled"], name="scale"),
-            helper.make_node("MatMul", ["q_scaled", "k_t"], ["scores"], name="scores"),
-            helper.make_node("Softmax", ["scores"], ["attn"], name="softmax", axis=-1),
-            helper.make_node("MatMul", ["attn", "V"], ["Y"], name="context"),
-        ]
+        if spec.op == ATTENTION_SCORES:
+            shapes = {"Q": [rows, heads, queries, width], "K": [rows, heads, keys, width]}
+            out_shape = [rows, heads, queries, keys]
+            scale = self.const("scale", np.asarray(width ** -0.5))
+            self.nodes += [
+                helper.make_node("Transpose", ["K"], ["k_t"], name="k_transpose", perm=[0, 1, 3, 2]),
+                helper.make_node("Mul", ["Q", scale], ["q_scaled"], name="scale"),
+                helper.make_node("MatMul", ["q_scaled", "k_t"], ["scores"], name="scores"),
+                helper.make_node("Softmax", ["scores"], ["Y"], name="softmax", axis=-1),
+            ]
+        else:
+            shapes = {"A": [rows, heads, queries, keys], "V": [rows, heads, keys, width]}
+            out_shape = [rows, heads, queries, width]
+            self.nodes.append(helper.make_node("MatMul", ["A", "V"], ["Y"], name="context"))
         graph = helper.make_graph(
-            self.nodes, "probe_attention",
+            self.nodes, f"probe_{spec.op}",
             [helper.make_tensor_value_info(name, self.elem_type, shape) for name, shape in shapes.items()],
-            [helper.make_tensor_value_info("Y", self.elem_type, [rows, heads, queries, v])],
+            [helper.make_tensor_value_info("Y", self.elem_type, out_shape)],
             initializer=self.inits,
         )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", spec.opset)],

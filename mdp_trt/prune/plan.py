@@ -75,6 +75,7 @@ class Plan:
     def validate(self, structure: Structure) -> None:
         """Raise InputError for anything a surgeon could not carry out faithfully."""
         groups = {g.id: g for g in structure.groups}
+        heads_of = {m: tie for tie in structure.heads for m in tie.members}
         for gid, keep in self.groups.items():
             group = groups.get(gid)
             if group is None:
@@ -89,13 +90,15 @@ class Plan:
                     f"plan: group '{gid}' has {group.size} channels; index {bad[0]} is out of range")
             if not group.prunable and len(keep) != group.size:
                 raise InputError(f"plan: group '{gid}' cannot be pruned ({group.reason})")
-            if group.parts > 1:
+            if group.parts > 1 and gid not in heads_of:
                 counts = np.bincount(np.asarray(keep) // group.part_size, minlength=group.parts)
                 if len(set(counts.tolist())) != 1:
                     raise InputError(
                         f"plan: group '{gid}' has {group.parts} parts of {group.part_size} channels (a grouped "
                         f"convolution, a GroupNorm, attention heads) and must keep as many in each; the plan keeps "
                         f"{', '.join(str(c) for c in counts.tolist())}")
+        for tie in structure.heads:
+            self._validate_heads(groups, tie.heads, tie.members)
         known_blocks = {b.id for b in structure.blocks}
         for bid in self.remove_blocks:
             if bid not in known_blocks:
@@ -105,6 +108,28 @@ class Plan:
         twice = sorted({b for b in self.remove_blocks if self.remove_blocks.count(b) > 1})
         if twice:
             raise InputError(f"plan: block '{twice[0]}' is listed twice in remove_blocks")
+
+    def _validate_heads(self, groups: dict, heads_id: str, members: tuple[str, ...]) -> None:
+        """Every head kept in `heads_id` keeps channels in each member (as many in each head); no other does."""
+        heads = set(self.kept(heads_id, groups[heads_id].size))
+        for gid in members:
+            group = groups[gid]
+            counts = np.bincount(np.asarray(self.kept(gid, group.size)) // group.part_size, minlength=group.parts)
+            holding = {int(h) for h in np.flatnonzero(counts)}
+            if holding != heads:
+                missing, extra = sorted(heads - holding), sorted(holding - heads)
+                raise InputError(
+                    f"plan: group '{gid}' is the {group.kind} of the attention whose heads are group '{heads_id}', "
+                    + (f"and keeps no channel in head {missing[0]}, which '{heads_id}' keeps" if missing else
+                       f"and keeps channels in head {extra[0]}, which '{heads_id}' removes")
+                    + f": a head is removed from '{heads_id}' and all its groups at once (keep {sorted(holding)} "
+                    f"in '{heads_id}' to remove the others)")
+            kept_counts = set(counts[sorted(heads)].tolist())
+            if len(kept_counts) != 1:
+                raise InputError(
+                    f"plan: group '{gid}' has {group.parts} parts of {group.part_size} channels (attention heads) "
+                    f"and must keep as many in each head it keeps; the plan keeps "
+                    f"{', '.join(str(c) for c in counts.tolist())}")
 
     def kept(self, group_id: str, size: int) -> tuple[int, ...]:
         return tuple(sorted(self.groups[group_id])) if group_id in self.groups else tuple(range(size))

@@ -1,4 +1,6 @@
-"""`--ratio R`: a quick manual plan keeping the top R fraction of every prunable group by L1 magnitude."""
+"""`--ratio R`: a quick manual plan keeping the top R fraction of every prunable group by L1 magnitude.
+
+Attentions keep every head (at R of each head width): which heads to remove is a choice for the solver."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ def ratio_plan(model: onnx.ModelProto, structure: Structure, ratio: float) -> Pl
     scores = channel_scores(model, structure, norm="l1")
     groups: dict[str, tuple[int, ...]] = {}
     for group in structure.prunable_groups:
+        if group.kind == "heads":
+            continue
         count = group.parts * max(1, round(ratio * group.part_size))
         groups[group.id] = top_channels(scores[group.id], count, group.parts)
     return Plan(groups, (), {"ratio": ratio})

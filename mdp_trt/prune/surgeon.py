@@ -277,7 +277,9 @@ class Surgeon:
         rank = self.view.rank(out)
         on_axis, values = np.zeros(rank, dtype=bool), np.zeros(rank, dtype=np.int64)
         for axis, count in extents.items():
-            if tc.single or axis != tc.axes[0]:  # a factored axis's rows are kept whole, and stay computed
+            # A factored map's rows (heads) stay computed unless heads are removed: `B * H` of a batch that
+            # folds them in is dynamic, and `graph.heads` keeps such heads whole.
+            if tc.single or axis != tc.axes[0] or count < tc.shape[0] * tc.repeats[0]:
                 on_axis[axis], values[axis] = True, count
         target = f"{node.name}.channel_target"
         self.inserted.append((node.name, onnx.helper.make_node(

@@ -17,6 +17,13 @@ Scores are normalised so the objective is the fraction of the model's importance
 Latency tables enter scaled by the whole-model calibration law near the budget
 (`total = scale * sum + offset`, `Calibration.law`), with the offset as the fixed part, so the solver's
 latency is the calibrated prediction where it matters: at the budget.
+
+An attention whose heads can be removed (`Structure.heads`) is one problem group whose levels are its
+combinations (heads, width per head of each member group), `Group.widths` saying each. Every table over
+its heads group or a member becomes a table over that group (a table over two of them, such as the
+attention products', a unary one), so the latency stays bilinear in the solver's choices and the exact
+MILP stays exact. A level's importance is that of its heads' best channels, the heads ranked by their
+scores (`head_order`), which is also what the plan keeps.
 """
 
 from __future__ import annotations
@@ -26,10 +33,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from mdp_trt.graph.structure import Group as ChannelGroup
-from mdp_trt.graph.structure import Structure
+from mdp_trt.graph.structure import HeadsTie, Structure
 from mdp_trt.importance.selection import level_importance, top_channels
 from mdp_trt.latency.calibrate import Calibration
 from mdp_trt.latency.decompose import part_tables
+from mdp_trt.latency.grid import head_combinations, kept_channels
 from mdp_trt.latency.tables import LatencyTable
 from mdp_trt.prune.plan import Plan
 from mdp_trt.solve.problem import Block, Group, Layer, Problem
@@ -49,9 +57,20 @@ def problem_from_model(
     use_blocks: bool = True,
 ) -> Problem:
     law = calibration.law(budget_ms) if budget_ms is not None else calibration
-    prunable = [g for g in structure.groups if g.prunable and len(levels[g.id]) > 1]
-    in_problem = {g.id for g in prunable}
-    groups = tuple(Group(g.id, tuple(float(k) for k in levels[g.id]), 0, len(levels[g.id]) - 1) for g in prunable)
+    heads = head_combinations(structure, levels)
+    merged = {gid: tie for tie in structure.heads if tie.heads in heads for gid in (tie.heads, *tie.members)}
+    # Groups whose channels the problem chooses (an attention's members through its heads group), and the
+    # problem groups: the ordinary ones, then one per attention that removes heads.
+    prunable = [g for g in structure.groups if g.prunable and len(levels[g.id]) > 1 and g.kind != "heads"]
+    ordinary = [g for g in prunable if g.id not in merged]
+    groups = tuple(Group(g.id, tuple(float(k) for k in levels[g.id]), 0, len(levels[g.id]) - 1) for g in ordinary)
+    groups += tuple(Group(gid, tuple(float(v) for v in kept_channels(widths, structure.heads_tie(gid))), 0,
+                          len(widths[gid]) - 1, widths) for gid, widths in heads.items())
+    # Each model group's side of a table: the problem group it is, and its level at each of that group's levels.
+    sides = {g.id: (g.id, np.arange(len(levels[g.id]))) for g in ordinary}
+    for gid, widths in heads.items():
+        for member, per_level in widths.items():
+            sides[member] = (gid, np.array([levels[member].index(k) for k in per_level]))
     blocks = tuple(Block(b.id, b.parent) for b in structure.blocks) if use_blocks else ()
     layer_block = {la.name: la.block for la in structure.layers} if use_blocks else {}
 
@@ -60,26 +79,30 @@ def problem_from_model(
         block = layer_block.get(layer.name)
         found = part_tables(layer, tables)
         if found is None:
-            layers.append(_table_layer(layer.name, tables[layer.name], in_problem, block, law.scale))
+            layers.append(_table_layer(layer.name, tables[layer.name], sides, block, law.scale))
             continue
         for name, _side, weight in found:  # a side that spans several groups (latency.decompose)
-            layers.append(_table_layer(name, tables[name], in_problem, block, law.scale * weight))
+            layers.append(_table_layer(name, tables[name], sides, block, law.scale * weight))
 
     owners = {g.id: _owning_block(structure, g.producers, layer_block) if use_blocks else None
               for g in structure.groups}
+    for tie in structure.heads:  # a heads group has no producer: it lives where its members do
+        owners[tie.heads] = _owning_block(structure, tuple(p for m in tie.members
+                                                           for p in structure.group(m).producers), layer_block)
     extras = _block_extras(structure, scores, prunable, owners) if use_blocks else {}
     total = sum(float(np.sum(scores[g.id])) for g in prunable) + sum(extras.values()) or 1.0
-    for group in prunable:
-        importance = level_importance(scores[group.id], levels[group.id], group.parts) / total
-        owner = owners[group.id]
+    importances = [(g.id, level_importance(scores[g.id], levels[g.id], g.parts)) for g in ordinary]
+    importances += [(gid, _heads_importance(structure, scores, structure.heads_tie(gid), widths))
+                    for gid, widths in heads.items()]
+    for gid, importance in importances:
         layers.append(
             Layer(
-                f"{IMPORTANCE_PREFIX}{group.id}",
+                f"{IMPORTANCE_PREFIX}{gid}",
                 None,
-                group.id,
-                owner,
-                np.zeros((1, len(levels[group.id]))),
-                importance,
+                gid,
+                owners[gid],
+                np.zeros((1, len(importance))),
+                importance / total,
             )
         )
     for block_id, extra in extras.items():
@@ -114,17 +137,16 @@ def _block_extras(structure: Structure, scores: Mapping[str, np.ndarray], prunab
     return extras
 
 
-def _table_layer(name: str, table: LatencyTable, in_problem: set[str], block: str | None, scale: float) -> Layer:
+def _table_layer(name: str, table: LatencyTable, sides: Mapping[str, tuple[str, np.ndarray]], block: str | None,
+                 scale: float) -> Layer:
     """A problem layer over the groups of `table` the solver chooses; a side it does not choose stays at its
-    full width (the table's last row or column)."""
-    ms = table.ms
-    in_group = table.in_group if table.in_group in in_problem else None
-    out_group = table.out_group if table.out_group in in_problem else None
-    if in_group is None:
-        ms = ms[-1:, :]
-    if out_group is None:
-        ms = ms[:, -1:]
-    return Layer(name, in_group, out_group, block, scale * ms, np.zeros(0))
+    full width (the table's last row or column). Both sides in one problem group (an attention's products,
+    over its heads and a head width) make a unary table: the group's level sets both."""
+    in_group, rows = sides.get(table.in_group, (None, np.array([-1]))) if table.in_group else (None, np.array([-1]))
+    out_group, cols = sides.get(table.out_group, (None, np.array([-1]))) if table.out_group else (None, np.array([-1]))
+    if in_group is not None and in_group == out_group:
+        return Layer(name, None, out_group, block, scale * table.ms[rows, cols][None, :], np.zeros(0))
+    return Layer(name, in_group, out_group, block, scale * table.ms[np.ix_(rows, cols)], np.zeros(0))
 
 
 def _owning_block(
@@ -152,6 +174,25 @@ def _owning_block(
     return common
 
 
+def head_order(scores: Mapping[str, np.ndarray], tie: HeadsTie) -> np.ndarray:
+    """An attention's heads, best first, by their scores (`importance.selection.with_head_scores`)."""
+    return np.argsort(-np.asarray(scores[tie.heads], dtype=float), kind="stable")
+
+
+def _heads_importance(structure: Structure, scores: Mapping[str, np.ndarray], tie: HeadsTie,
+                      widths: Mapping[str, tuple[int, ...]]) -> np.ndarray:
+    """Per attention level: the summed scores of its best heads' best channels in every member."""
+    order = head_order(scores, tie)
+    values = np.zeros(len(widths[tie.heads]))
+    for m in tie.members:
+        heads = structure.group(tie.heads).size
+        ranked = np.sort(np.asarray(scores[m], dtype=float).reshape(heads, -1), axis=1)[:, ::-1][order]
+        cumulative = np.concatenate([np.zeros((heads, 1)), np.cumsum(ranked, axis=1)], axis=1)
+        for i, (h, k) in enumerate(zip(widths[tie.heads], widths[m], strict=True)):
+            values[i] += cumulative[:h, k // h].sum()
+    return values
+
+
 def plan_from_solution(
     structure: Structure,
     scores: Mapping[str, np.ndarray],
@@ -159,12 +200,31 @@ def plan_from_solution(
     solution: Solution,
     problem: Problem,
 ) -> Plan:
-    """Keep each group's top-k channels by score at the chosen level (per part); drop the blocks not kept."""
+    """Keep each group's top-k channels by score at the chosen level (per part); drop the blocks not kept.
+    An attention keeps its best heads (`head_order`), and in each the best channels of every member."""
     groups: dict[str, tuple[int, ...]] = {}
+    chosen = problem.group_by_id
     for gid, index in solution.levels.items():
+        widths = chosen[gid].widths
+        if widths is not None:
+            groups.update(_heads_plan(structure, scores, structure.heads_tie(gid), widths, index))
+            continue
         k = levels[gid][index]
         if k < len(scores[gid]):
             groups[gid] = top_channels(scores[gid], k, structure.group(gid).parts)
     kept = set(solution.blocks_kept)
     removed = tuple(b.id for b in problem.blocks if b.id not in kept)
     return Plan(groups, removed, {"solver": solution.to_json()})
+
+
+def _heads_plan(structure: Structure, scores: Mapping[str, np.ndarray], tie: HeadsTie,
+                widths: Mapping[str, tuple[int, ...]], index: int) -> dict[str, tuple[int, ...]]:
+    heads = structure.group(tie.heads)
+    h = widths[tie.heads][index]
+    kept = tuple(sorted(int(p) for p in head_order(scores, tie)[:h]))
+    groups = {tie.heads: kept} if h < heads.size else {}
+    for m in tie.members:
+        group = structure.group(m)
+        if widths[m][index] < group.size:
+            groups[m] = top_channels(scores[m], widths[m][index], group.parts, kept)
+    return groups

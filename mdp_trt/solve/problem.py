@@ -36,12 +36,18 @@ _KNOWN_KEYS = ("format", "units", "budget", "fixed_latency", "groups", "blocks",
 
 @dataclass(frozen=True)
 class Group:
-    """A channel group: the solver picks one index into `levels` within [min_index, max_index]."""
+    """A channel group: the solver picks one index into `levels` within [min_index, max_index].
+
+    `widths` is set where one solver group chooses several widths of the model at once (an attention's
+    heads and head widths): each model group's width at every level. Such a group's levels (the channels
+    kept) may repeat, the widths tell them apart; any other group's levels are strictly increasing.
+    """
 
     id: str
     levels: tuple[float, ...]
     min_index: int
     max_index: int
+    widths: Mapping[str, tuple[int, ...]] | None = field(default=None, compare=False)
 
     @property
     def allowed(self) -> range:
@@ -138,6 +144,7 @@ class Problem:
                     "min_level_index": g.min_index,
                     "max_level_index": g.max_index,
                 }
+                | ({"widths": {k: list(v) for k, v in g.widths.items()}} if g.widths is not None else {})
                 for g in self.groups
             ],
             "blocks": [{"id": b.id} | ({"parent": b.parent} if b.parent else {}) for b in self.blocks],
@@ -263,15 +270,37 @@ def _parse_groups(items: list[Any]) -> tuple[Group, ...]:
         if not isinstance(raw, list) or not raw:
             raise InputError(f"group {gid!r}: 'levels' must be a non-empty list")
         levels = tuple(_number(v, f"group {gid!r} levels") for v in raw)
-        if any(b <= a for a, b in itertools.pairwise(levels)):
+        widths = _widths(item.get("widths"), gid, len(levels))
+        if widths is None and any(b <= a for a, b in itertools.pairwise(levels)):
             raise InputError(f"group {gid!r}: levels must be strictly increasing")
+        if widths is not None and any(b < a for a, b in itertools.pairwise(levels)):
+            raise InputError(f"group {gid!r}: levels must be increasing")
         levels = tuple(int(v) if isinstance(r, int) else v for v, r in zip(levels, raw, strict=True))
         lo = _index(item.get("min_level_index", 0), f"group {gid!r} min_level_index")
         hi = _index(item.get("max_level_index", len(levels) - 1), f"group {gid!r} max_level_index")
         if not 0 <= lo <= hi < len(levels):
             raise InputError(f"group {gid!r}: level index bounds [{lo}, {hi}] out of range for {len(levels)} levels")
-        groups.append(Group(gid, levels, lo, hi))
+        groups.append(Group(gid, levels, lo, hi, widths))
     return tuple(groups)
+
+
+def _widths(raw: Any, gid: str, count: int) -> dict[str, tuple[int, ...]] | None:
+    """A group's optional `widths`: model group id -> one width (an integer >= 1) per level, no two levels
+    alike."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or not raw:
+        raise InputError(f"group {gid!r}: 'widths' must be an object of model group id -> widths per level")
+    widths = {}
+    for key, values in raw.items():
+        if not isinstance(values, list) or len(values) != count or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+            raise InputError(f"group {gid!r}: widths of {key!r} must be {count} integers >= 1, one per level")
+        widths[str(key)] = tuple(values)
+    combos = list(zip(*widths.values(), strict=True))
+    if len(set(combos)) != len(combos):
+        raise InputError(f"group {gid!r}: two levels have the same widths")
+    return widths
 
 
 def _parse_blocks(items: list[Any]) -> tuple[Block, ...]:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mdp_trt.importance.selection import with_head_scores
 from mdp_trt.torch.data import Batch
 from mdp_trt.torch.export import as_tuple, eval_mode
 from mdp_trt.torch.graph import TorchGraph, output_axis
@@ -67,7 +68,8 @@ def taylor_scores(model: nn.Module, graph: TorchGraph, batches: Sequence[Batch],
                         batch.index_add_(0, term.slots, _per_channel(graph.parameters[name], grads[name], axis))
             scores += batch.abs()
     flat = scores.numpy()
-    return {g.id: flat[offsets[i]:offsets[i + 1]].copy() for i, g in enumerate(groups)}
+    return with_head_scores(graph.structure, {g.id: flat[offsets[i]:offsets[i + 1]].copy()
+                                              for i, g in enumerate(groups)})
 
 
 def _terms(graph: TorchGraph, offsets: np.ndarray) -> list[_Term]:

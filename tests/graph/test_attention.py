@@ -54,7 +54,7 @@ def fused_parts(g: Graph, qkv: str, style: str) -> tuple[str, str, str]:
     return tuple(g.node("Gather", [parts, g.const(np.asarray(i, dtype=np.int64))], axis=0) for i in range(3))
 
 
-def attention_model(style: str, scale_from_shape: bool = False) -> onnx.ModelProto:
+def attention_model(style: str, scale_from_shape: bool = False, head_bias: bool = False) -> onnx.ModelProto:
     g = Graph(shape=(1, N, C))
     x = linear(g, "input", C, C)
     if style == "separate":
@@ -68,6 +68,8 @@ def attention_model(style: str, scale_from_shape: bool = False) -> onnx.ModelPro
     else:
         scale = g.const(np.asarray(D ** -0.5, dtype=np.float32))
     scores = g.node("MatMul", [g.node("Mul", [q, scale]), g.node("Transpose", [k], perm=[0, 1, 3, 2])])
+    if head_bias:  # a bias per head on the scores (Swin's relative position bias, LeViT's attention biases)
+        scores = g.node("Add", [scores, g.const(g.rng.standard_normal((H, N, N)).astype(np.float32), "bias")])
     context = g.node("MatMul", [g.node("Softmax", [scores], axis=-1), v])
     merged = g.node("Reshape", [g.node("Transpose", [context], perm=[0, 2, 1, 3]), ints(g, [1, N, C])])
     y = g.node("Add", [x, linear(g, merged, C, C)])
@@ -162,16 +164,52 @@ def test_the_zoo_vit_exposes_every_attention_and_prunes_exactly() -> None:
     assert_oracle(model, structure, random_plan(structure, rng, block_rate=0.3), rng)
 
 
-def test_each_attention_core_is_a_timed_layer_over_its_two_head_widths() -> None:
-    from mdp_trt.graph.structure import ATTENTION_OP
+def test_each_attention_is_timed_as_two_layers_over_its_heads_and_head_widths() -> None:
+    from mdp_trt.graph.structure import ATTENTION_OPS, ATTENTION_SCORES, ATTENTION_VALUES
 
     structure = analyze(attention_model("split_squeeze"))
-    (core,) = [la for la in structure.layers if la.op == ATTENTION_OP]
-    qk = next(g for g in structure.groups if g.kind == "qk_dim")
-    v = next(g for g in structure.groups if g.kind == "v_dim")
-    assert (core.in_group, core.out_group, core.in_channels, core.out_channels) == (qk.id, v.id, C, C)
-    assert core.attrs == {"heads": H, "keys": N, "windows": 1} and core.input_shape == (None, H, N, D)
-    assert core not in structure.weighted_layers and len(structure.weighted_layers) == len(structure.layers) - 1
+    scores, values = [la for la in structure.layers if la.op in ATTENTION_OPS]
+    kinds = {g.kind: g for g in structure.groups}
+    assert (scores.op, scores.in_group, scores.out_group) == (ATTENTION_SCORES, kinds["heads"].id, kinds["qk_dim"].id)
+    assert (values.op, values.in_group, values.out_group) == (ATTENTION_VALUES, kinds["heads"].id, kinds["v_dim"].id)
+    assert (scores.in_channels, scores.out_channels) == (H, C)
+    assert scores.attrs == {"keys": N, "windows": 1} and scores.input_shape == (None, H, N, D)
+    assert len(structure.weighted_layers) == len(structure.layers) - 2
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_whole_heads_are_a_group_tied_to_both_head_widths(style: str) -> None:
+    """Removing heads 1 and 3 of 4 removes them from q, k and v and from the per-head bias, keeps the other
+    heads' widths as the plan says, and computes what the masked model computes."""
+    model = attention_model(style, head_bias=True)
+    structure = analyze(model)
+    kinds = {g.kind: g for g in structure.groups}
+    heads, qk, v = kinds["heads"], kinds["qk_dim"], kinds["v_dim"]
+    assert (heads.size, heads.prunable) == (H, True), heads.reason
+    assert [(t.heads, t.members) for t in structure.heads] == [(heads.id, (qk.id, v.id))]
+    kept = (0, 2)
+    plan = Plan({heads.id: kept, qk.id: tuple(h * D + d for h in kept for d in (0, 3)),
+                 v.id: tuple(h * D + d for h in kept for d in (0, 1, 2))}, ())
+    pruned = assert_oracle(model, structure, plan, np.random.default_rng(0))
+    shapes = [list(t.dims) for t in pruned.graph.initializer]
+    assert [len(kept), N, N] in shapes  # the bias lost the removed heads
+    matmuls = {tuple(t.dims) for t in pruned.graph.initializer if len(t.dims) == 2}
+    out_projection = (len(kept) * 3, C)
+    assert out_projection in matmuls, matmuls
+
+
+def test_a_plan_must_remove_a_head_from_all_its_groups_at_once() -> None:
+    from mdp_trt.errors import InputError
+
+    structure = analyze(attention_model("gather"))
+    kinds = {g.kind: g for g in structure.groups}
+    no_head_1 = tuple(h * D + d for h in (0, 2, 3) for d in range(D))
+    with pytest.raises(InputError, match=r"keeps no channel in head 1|keeps channels in head 1"):
+        Plan({kinds["qk_dim"].id: no_head_1}, ()).validate(structure)
+    with pytest.raises(InputError, match="keeps channels in head 1, which"):
+        Plan({kinds["heads"].id: (0, 2, 3), kinds["qk_dim"].id: no_head_1}, ()).validate(structure)
+    Plan({kinds["heads"].id: (0, 2, 3), kinds["qk_dim"].id: no_head_1,
+          kinds["v_dim"].id: no_head_1}, ()).validate(structure)
 
 
 @pytest.mark.parametrize("dynamo_order", [False, True], ids=["torchscript", "dynamo"])
@@ -198,9 +236,9 @@ def test_windowed_attention_is_timed_at_its_windows(tmp_path) -> None:
     from tests import families as fam
 
     path = fam.export(fam.make("swin"), tmp_path / "swin.onnx", fam.input_shape("swin"), fold_bn=True)
-    cores = [la for la in analyze(onnx.load(path)).layers if la.op == "Attention"]
+    cores = [la for la in analyze(onnx.load(path)).layers if la.op == "AttentionScores"]
     assert [la.attrs["windows"] for la in cores] == [16, 16, 4, 4]  # 16x16 tokens, then 8x8, in 4x4 windows
-    probe = build_probe(ProbeSpec.from_layer(cores[0]), 32, 32, batch=2)
+    probe = build_probe(ProbeSpec.from_layer(cores[0]), 2, 32, batch=2)  # 2 heads of 16 channels
     assert [d.dim_value for d in probe.graph.input[0].type.tensor_type.shape.dim] == [32, 2, 16, 16]
 
 

@@ -147,7 +147,7 @@ def test_json_document_shape():
     a = g.node("Relu", [g.conv("input", 3, 8)])
     y = g.node("Add", [a, g.conv(g.node("Relu", [g.conv(a, 8, 4)]), 4, 8)])
     doc = analyze(g.model(head(g, y, 8))).to_json()
-    assert set(doc) == {"groups", "layers", "blocks"}
+    assert set(doc) == {"groups", "layers", "blocks", "heads"} and doc["heads"] == []
     assert set(doc["groups"][0]) == {"id", "size", "parts", "kind", "prunable", "reason", "producers", "consumers"}
     assert {grp["kind"] for grp in doc["groups"]} == {"channels"}  # a CNN: no attention, no token stream
     assert set(doc["layers"][0]) == {"name", "op", "in_group", "out_group"}

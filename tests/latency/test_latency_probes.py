@@ -142,23 +142,26 @@ def test_a_self_gated_activation_is_the_layers_epilogue_and_its_probe_computes_i
     np.testing.assert_allclose(y, c / (1 + np.exp(-c)), rtol=1e-5, atol=1e-6)
 
 
-def test_an_attention_probe_runs_the_core_at_the_heads_tokens_and_widths_asked() -> None:
+@pytest.mark.parametrize(("op", "shapes", "out"), [
+    ("AttentionScores", {"Q": (2, 2, 5, 20), "K": (2, 2, 5, 20)}, (2, 2, 5, 5)),
+    ("AttentionValues", {"A": (2, 2, 5, 5), "V": (2, 2, 5, 20)}, (2, 2, 5, 20)),
+])
+def test_an_attention_probe_runs_its_product_at_the_heads_tokens_and_widths_asked(op, shapes, out) -> None:
+    """k_in is the heads, k_out the whole width: 2 heads of 20 channels at 5 tokens, batch 2."""
     from mdp_trt import zoo
     from mdp_trt.graph import analyze
-    from mdp_trt.graph.structure import ATTENTION_OP
 
     structure = analyze(zoo.build("vit-tiny", input_size=32, num_classes=10))
-    core = next(la for la in structure.layers if la.op == ATTENTION_OP)
-    spec = ProbeSpec.from_layer(core)
-    assert spec.signature == ProbeSpec.from_layer(replace(core, name="other")).signature
-    model = build_probe(spec, 3 * 16, 3 * 40, batch=2)
+    layer = next(la for la in structure.layers if la.op == op)
+    spec = ProbeSpec.from_layer(layer)
+    assert spec.signature == ProbeSpec.from_layer(replace(layer, name="other")).signature
+    model = build_probe(spec, 2, 40, batch=2)
     onnx.checker.check_model(model, full_check=True)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     feeds = {i.name: np.random.default_rng(0).standard_normal(i.shape).astype(np.float32)
              for i in session.get_inputs()}
-    assert {name: x.shape for name, x in feeds.items()} == {"Q": (2, 3, 5, 16), "K": (2, 3, 5, 16),
-                                                           "V": (2, 3, 5, 40)}
+    assert {name: x.shape for name, x in feeds.items()} == shapes
     (y,) = session.run(None, feeds)
-    assert y.shape == (2, 3, 5, 40) and np.isfinite(y).all()
-    with pytest.raises(InputError, match="divisible"):
-        build_probe(spec, 47, 120)
+    assert y.shape == out and np.isfinite(y).all()
+    uneven = build_probe(spec, 3, 40)  # never chosen, read at the nearest width that divides: 3 x 13
+    assert uneven.graph.input[1].type.tensor_type.shape.dim[3].dim_value == 13

@@ -185,21 +185,25 @@ def test_calibration_keeps_the_best_pass(toy) -> None:
     assert measure_plans(model, structure, plans, Bursty(), rounds=3) == [4.0, 1.0]
 
 
-def test_a_transformers_tables_hold_its_attention_cores(tmp_path: Path) -> None:
-    """The cores are layers of the latency model: tables over (query/key width, value width), read by
-    predictions, so pruning a head width shows in the predicted latency even where no weight shrinks."""
+def test_a_transformers_tables_hold_its_attention_products(tmp_path: Path) -> None:
+    """The products are layers of the latency model: tables over (heads, query/key width) and (heads, value
+    width), read by predictions, so removing heads or pruning a head width shows in the predicted latency
+    even where no weight shrinks."""
     structure = analyze(build("vit-tiny", input_size=32, num_classes=10))
-    cores = [la for la in structure.layers if la.op == "Attention"]
-    assert len(cores) == 12
+    values = [la for la in structure.layers if la.op == "AttentionValues"]
+    assert len(values) == 12
     with LatencyDB(tmp_path / "lat.sqlite") as db:
         tables = profile_tables(structure, get_backend("analytic"), db, grid=GRID).tables
-    table = tables[cores[0].name]
-    assert (table.in_group, table.out_group) == (cores[0].in_group, cores[0].out_group)
-    assert table.ms.shape == (4, 4) and table.ms[0, 0] < table.ms[-1, -1]
-    value = structure.group(cores[0].out_group)
-    narrow = Plan(groups={value.id: tuple(h * value.part_size + d for h in range(value.parts) for d in range(8))})
-    cells = {read.table: read.cell for read in plan_reads(structure, tables, narrow)}
-    assert cells[cores[0].name][1] == 8 * value.parts
+    table = tables[values[0].name]
+    assert (table.in_group, table.out_group) == (values[0].in_group, values[0].out_group)
+    assert table.in_levels == (2, 3) and table.ms[0, 0] < table.ms[-1, -1]  # GRID: 2 levels a dimension
+    value, heads = structure.group(values[0].out_group), structure.group(values[0].in_group)
+    qk = next(m for m in structure.heads_tie(heads.id).members if m != value.id)
+    two_heads = Plan(groups={heads.id: (0, 1),
+                             value.id: tuple(h * value.part_size + d for h in (0, 1) for d in range(32)),
+                             qk: tuple(h * value.part_size + d for h in (0, 1) for d in range(64))})
+    cells = {read.table: read.cell for read in plan_reads(structure, tables, two_heads)}
+    assert cells[values[0].name] == (2, 64)
 
 
 class AffineBackend:
@@ -232,7 +236,7 @@ def test_a_side_of_several_groups_is_read_one_group_at_a_time(tmp_path: Path) ->
         tables = profile_tables(structure, AffineBackend(), db, grid=GRID).tables
     assert qkv.name not in tables and {f"{qkv.name}@out:{qk.id}", f"{qkv.name}@out:{v.id}"} <= set(tables)
     keep_qk = tuple(h * qk.part_size + d for h in range(qk.parts) for d in range(qk.part_size // 2))
-    keep_v = tuple(h * v.part_size + d for h in range(v.parts) for d in range(v.part_size // 4))
+    keep_v = tuple(h * v.part_size + d for h in range(v.parts) for d in range(v.part_size // 2))
     plan = Plan(groups={qk.id: keep_qk, v.id: keep_v})
     reads = layer_reads(qkv, tables, kept_widths(structure, plan))
     latency = sum(r.weight * tables[r.table].lookup(*r.cell) for r in reads)

@@ -34,10 +34,14 @@ def test_keep_everything_reproduces_the_original_exactly(zoo_model):
 
 
 def test_min_plan_keeps_one_channel_everywhere_and_all_blocks_removed(zoo_model):
-    """One channel per group, or per part of a group in equal parts (an attention's heads)."""
+    """One channel per group, or per part of a group in equal parts; an attention keeps its last head only,
+    with one channel in each of its groups."""
     model, structure = zoo_model
-    plan = Plan({g.id: tuple(range(g.part_size - 1, g.size, g.part_size)) for g in structure.prunable_groups},
-                tuple(b.id for b in structure.blocks))
+    groups = {g.id: tuple(range(g.part_size - 1, g.size, g.part_size)) for g in structure.prunable_groups}
+    for tie in structure.heads:
+        groups[tie.heads] = (structure.group(tie.heads).size - 1,)
+        groups.update({m: (structure.group(m).size - 1,) for m in tie.members})
+    plan = Plan(groups, tuple(b.id for b in structure.blocks))
     assert_oracle(model, structure, plan, np.random.default_rng(4))
 
 

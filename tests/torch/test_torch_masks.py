@@ -224,8 +224,8 @@ def test_a_normalisation_written_as_arithmetic_warns_that_it_is_approximate():
 
 @pytest.mark.parametrize("attention", ["fused", "sdpa"])
 def test_a_transformers_head_widths_mask_exactly_and_train_to_its_pruned_export(attention):
-    """The embedding, q/k and v head widths and the MLP's hidden width, masked: the pruned query channels are
-    zero (weights and bias of the projection), so q @ k^T is exact, every LayerNorm normalises over the kept
+    """The embedding, one of two heads, q/k and v head widths and the MLP's hidden width, masked: the pruned
+    query channels are zero (weights and bias of the projection), so q @ k^T is exact, every LayerNorm normalises over the kept
     embedding channels, and the fine-tuned masked model is its pruned export."""
     from tests import families as fam
 
@@ -235,10 +235,13 @@ def test_a_transformers_head_widths_mask_exactly_and_train_to_its_pruned_export(
     x = noise(INPUT, 3)
     structure = trace(model, x).structure
     widths = {g.id: g for g in structure.prunable_groups if g.kind != "channels"}
-    assert {g.kind for g in widths.values()} == {"embedding", "qk_dim", "v_dim", "mlp_hidden"}
+    assert {g.kind for g in widths.values()} == {"embedding", "qk_dim", "v_dim", "mlp_hidden", "heads"}
     rng = np.random.default_rng(0)
-    plan = Plan({g.id: random_channels(rng, g.size, g.parts * max(1, g.part_size // 2), g.parts)
-                 for g in widths.values()})
+    (tie,) = structure.heads
+    second = (1,)  # head 0 removed whole: its q, k and v stay zero through fine-tuning
+    plan = Plan({g.id: random_channels(rng, g.size, max(1, g.part_size // 2) * (1 if g.id in tie.members else g.parts),
+                                       g.parts, second if g.id in tie.members else None)
+                 for g in widths.values() if g.kind != "heads"} | {tie.heads: second})
     expected = run_onnx(mask_model(trace(model, x).onnx_model, structure, plan), x)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing here is approximate
