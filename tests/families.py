@@ -26,6 +26,7 @@ Only code that has torch (tests that `pytest.importorskip("torch")`, the benchma
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import logging
 import math
 import warnings
@@ -1728,6 +1729,109 @@ class LeViT(nn.Module):
         return self.head(x.mean(1))
 
 
+class PoolMixer(nn.Module):
+    """EfficientFormer's (and PoolFormer's) token mixer: `pool(x) - x`, an average over 3x3 that leaves
+    out the padding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool = nn.AvgPool2d(3, 1, 1, count_include_pad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(x) - x
+
+
+class MetaBlock2d(nn.Module):
+    """timm's EfficientFormer `MetaBlock2d` (Meta4D): `x + ls1 * mix(x)`, `x + ls2 * mlp(x)` with a 1x1 conv
+    MLP with BN and GELU; the layer scales are `x * gamma.view(1, -1, 1, 1)`."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.mixer = PoolMixer()
+        self.mlp = nn.Sequential(nn.Conv2d(dim, 4 * dim, 1), nn.BatchNorm2d(4 * dim), nn.GELU(),
+                                 nn.Conv2d(4 * dim, dim, 1), nn.BatchNorm2d(dim))
+        self.gamma1 = nn.Parameter(torch.ones(dim))
+        self.gamma2 = nn.Parameter(torch.ones(dim))
+
+    def post_init(self, generator: torch.Generator) -> None:
+        self.gamma1.copy_(0.1 + 0.5 * torch.rand(self.gamma1.shape, generator=generator))
+        self.gamma2.copy_(0.1 + 0.5 * torch.rand(self.gamma2.shape, generator=generator))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.mixer(x) * self.gamma1.view(1, -1, 1, 1)
+        return x + self.mlp(x) * self.gamma2.view(1, -1, 1, 1)
+
+
+class EfficientFormerAttention(nn.Module):
+    """timm's EfficientFormer `Attention`: one qkv Linear reshaped to (B, N, H, -1), permuted, split into q, k
+    (key_dim each) and v (attn_ratio * key_dim) per head, `q @ k^T * scale` plus an attention bias per head
+    gathered by relative offsets, softmax, `attn @ v`, output projection."""
+
+    def __init__(self, dim: int, key_dim: int = 8, heads: int = 4, attn_ratio: int = 2, resolution: int = 4) -> None:
+        super().__init__()
+        self.heads, self.key_dim, self.val_dim = heads, key_dim, attn_ratio * key_dim
+        self.scale = key_dim ** -0.5
+        self.qkv = nn.Linear(dim, heads * (2 * key_dim + self.val_dim))
+        self.proj = nn.Linear(heads * self.val_dim, dim)
+        pos = torch.stack(torch.meshgrid(torch.arange(resolution), torch.arange(resolution), indexing="ij")).flatten(1)
+        rel = (pos[..., :, None] - pos[..., None, :]).abs()
+        self.attention_biases = nn.Parameter(0.1 * torch.randn(heads, resolution * resolution))
+        self.register_buffer("attention_bias_idxs", rel[0] * resolution + rel[1], persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        qkv = self.qkv(x).reshape(b, n, self.heads, -1).permute(0, 2, 1, 3)
+        q, k, v = qkv.split([self.key_dim, self.key_dim, self.val_dim], dim=3)
+        attn = (q @ k.transpose(-2, -1)) * self.scale + self.attention_biases[:, self.attention_bias_idxs]
+        x = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, n, self.heads * self.val_dim)
+        return self.proj(x)
+
+
+class MetaBlock1d(nn.Module):
+    """timm's EfficientFormer `MetaBlock1d` (Meta3D) on tokens: `x + ls1 * attn(norm(x))`,
+    `x + ls2 * mlp(norm(x))`, the layer scales `x * gamma`."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = EfficientFormerAttention(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        self.gamma1 = nn.Parameter(torch.ones(dim))
+        self.gamma2 = nn.Parameter(torch.ones(dim))
+
+    def post_init(self, generator: torch.Generator) -> None:
+        self.gamma1.copy_(0.1 + 0.5 * torch.rand(self.gamma1.shape, generator=generator))
+        self.gamma2.copy_(0.1 + 0.5 * torch.rand(self.gamma2.shape, generator=generator))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.gamma1 * self.attn(self.norm1(x))
+        return x + self.gamma2 * self.mlp(self.norm2(x))
+
+
+class EfficientFormer(nn.Module):
+    """An EfficientFormer (v1) in miniature: a conv stem to 16x16, Meta4D stages with BN'd downsampling convs
+    to 4x4, the map flattened to tokens, a Meta3D stage, LayerNorm, mean over tokens, and the classifier and
+    distillation heads averaged (timm's eval forward)."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        dims = (24, 32, 48)
+        self.stem = nn.Sequential(nn.Conv2d(3, 12, 3, 2, 1), nn.BatchNorm2d(12), nn.ReLU(),
+                                  nn.Conv2d(12, dims[0], 3, 2, 1), nn.BatchNorm2d(dims[0]), nn.ReLU())
+        stages: list[nn.Module] = [MetaBlock2d(dims[0]), MetaBlock2d(dims[0])]
+        for cin, cout in itertools.pairwise(dims):
+            stages += [nn.Sequential(nn.Conv2d(cin, cout, 3, 2, 1), nn.BatchNorm2d(cout)), MetaBlock2d(cout)]
+        self.stages = nn.Sequential(*stages)
+        self.tokens = nn.Sequential(MetaBlock1d(dims[-1]), MetaBlock1d(dims[-1]))
+        self.norm = nn.LayerNorm(dims[-1])
+        self.head, self.head_dist = nn.Linear(dims[-1], num_classes), nn.Linear(dims[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(self.stem(x)).flatten(2).transpose(1, 2)
+        x = self.norm(self.tokens(x)).mean(1)
+        return (self.head(x) + self.head_dist(x)) / 2
+
+
 # --------------------------------------------------------------------------------------------------
 # Registry, trained-looking initialisation, export
 # --------------------------------------------------------------------------------------------------
@@ -1761,6 +1865,7 @@ FAMILIES: dict[str, Callable[[], nn.Module]] = {
     "swin": Swin,
     "mobilevit": MobileViT,
     "levit": LeViT,
+    "efficientformer": EfficientFormer,
 }
 
 # The export input of each family. The detectors build their anchors for this size (as ultralytics'

@@ -50,6 +50,7 @@ PATTERNS: dict[str, set[str]] = {
     "swin": {"Slice", "Concat", "Softmax", "Split"},  # roll and patch merging (the bias table gather folds)
     "mobilevit": {"Reshape", "Transpose", "Concat", "LayerNormalization", "Softmax"},  # unfold, fold, fusion
     "levit": {"Split", "HardSwish", "Softmax"},  # q, k, v split per head
+    "efficientformer": {"AveragePool", "Sub", "Split", "Softmax", "LayerNormalization"},  # pool mixer, Meta3D
 }
 
 EXPORTS = [pytest.param(False, False, id="torchscript"), pytest.param(True, False, id="torchscript-fold"),

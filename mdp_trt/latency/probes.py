@@ -1,4 +1,4 @@
-"""Probes: a minimal ONNX model of one layer (weighted op + fused epilogue, or an attention core) at chosen
+"""Probes: a minimal ONNX model of one layer (weighted op + fused epilogue, or an attention product) at chosen
 channel counts.
 
 A probe's *signature* hashes everything that changes its latency except the channel counts (they are

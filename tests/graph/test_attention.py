@@ -16,6 +16,7 @@ import pytest
 
 from mdp_trt.graph import analyze
 from mdp_trt.graph.analyze import prepare
+from mdp_trt.importance import channel_scores
 from mdp_trt.prune import Plan, prune_model
 from tests.onnx_graphs import Graph
 from tests.oracle import assert_oracle, random_inputs, random_plan, run
@@ -196,6 +197,8 @@ def test_whole_heads_are_a_group_tied_to_both_head_widths(style: str) -> None:
     matmuls = {tuple(t.dims) for t in pruned.graph.initializer if len(t.dims) == 2}
     out_projection = (len(kept) * 3, C)
     assert out_projection in matmuls, matmuls
+    scores = channel_scores(model, structure)  # a head is worth its query/key and value channels
+    np.testing.assert_allclose(scores[heads.id], scores[qk.id].reshape(H, D).sum(1) + scores[v.id].reshape(H, D).sum(1))
 
 
 def test_a_plan_must_remove_a_head_from_all_its_groups_at_once() -> None:

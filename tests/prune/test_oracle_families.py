@@ -28,7 +28,7 @@ EXPORTS = [pytest.param(False, False, False, id="torchscript"),
 BLOCKS = {"resnet": 3, "resnext": 2, "regnety": 2, "ghostnet": 4, "convnext": 5, "convnext_cf": 5, "convnext_v2": 5,
           "yolov8": 6, "yolo11": 11, "mobilenet_v3": 2, "efficientnet": 2, "cspdarknet": 5,
           "vit": 4, "deit": 4, "vit_separate_qkv": 4, "vit_mha": 4, "swin": 8, "mobilevit": 4,
-          "levit": 4}  # transformers: attention and MLP apart
+          "levit": 4, "efficientformer": 8}  # transformers: attention and MLP apart
 # Why a channel may stay frozen in these models: the input, the outputs, a detector's DFL bins (which
 # a dynamic batch reshapes with a computed target before their Softmax sees them).
 ALLOWED_REASONS = ("graph input", "graph output", "normalises over these channels")

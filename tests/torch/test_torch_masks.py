@@ -225,8 +225,8 @@ def test_a_normalisation_written_as_arithmetic_warns_that_it_is_approximate():
 @pytest.mark.parametrize("attention", ["fused", "sdpa"])
 def test_a_transformers_head_widths_mask_exactly_and_train_to_its_pruned_export(attention):
     """The embedding, one of two heads, q/k and v head widths and the MLP's hidden width, masked: the pruned
-    query channels are zero (weights and bias of the projection), so q @ k^T is exact, every LayerNorm normalises over the kept
-    embedding channels, and the fine-tuned masked model is its pruned export."""
+    query channels are zero (weights and bias of the projection), so q @ k^T is exact, every LayerNorm
+    normalises over the kept embedding channels, and the fine-tuned masked model is its pruned export."""
     from tests import families as fam
 
     torch.manual_seed(0)

@@ -143,3 +143,21 @@ def test_a_head_widths_score_sums_the_taylor_terms_of_its_query_and_key_rows():
             grads = torch.autograd.grad(loss_fn(model(x), y), carriers)
             per_batch.append(sum(float((p.detach() * g)[rows].sum()) for p, g in zip(carriers, grads, strict=True)))
         np.testing.assert_allclose(scores[qk.id][channel], np.abs(per_batch).sum(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("attention", ["fused", "mha"])
+def test_a_heads_score_is_the_taylor_score_of_its_channels(attention):
+    """A head is worth what its query/key and value channels are (timm's fused attention and PyTorch's
+    MultiheadAttention): the heads group scores each head with the sum of its members' scores there."""
+    from tests import families as fam
+
+    torch.manual_seed(0)
+    make = fam.FusedAttention if attention == "fused" else fam.MHAAttention
+    model = fam.VisionTransformer(make, dim=16, heads=2, depth=1, patch=8, image=16).eval()
+    generator = torch.Generator().manual_seed(1)
+    data = [(torch.randn(4, 3, 16, 16, generator=generator), torch.arange(4) % 10) for _ in range(2)]
+    scores = mt.taylor_importance(model, data, loss_fn, 2, data[0][0][:1], blocks=False)
+    (tie,) = trace(model, data[0][0][:1]).structure.heads
+    per_head = sum(scores[m].reshape(2, -1).sum(axis=1) for m in tie.members)
+    assert per_head.min() > 0
+    np.testing.assert_allclose(scores[tie.heads], per_head, rtol=1e-12)
