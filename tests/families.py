@@ -1741,21 +1741,28 @@ class PoolMixer(nn.Module):
         return self.pool(x) - x
 
 
-class MetaBlock2d(nn.Module):
-    """timm's EfficientFormer `MetaBlock2d` (Meta4D): `x + ls1 * mix(x)`, `x + ls2 * mlp(x)` with a 1x1 conv
-    MLP with BN and GELU; the layer scales are `x * gamma.view(1, -1, 1, 1)`."""
+class TwoLayerScales(nn.Module):
+    """EfficientFormer's blocks scale both residual branches by a learnt vector (trained: well under 1)."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.mixer = PoolMixer()
-        self.mlp = nn.Sequential(nn.Conv2d(dim, 4 * dim, 1), nn.BatchNorm2d(4 * dim), nn.GELU(),
-                                 nn.Conv2d(4 * dim, dim, 1), nn.BatchNorm2d(dim))
         self.gamma1 = nn.Parameter(torch.ones(dim))
         self.gamma2 = nn.Parameter(torch.ones(dim))
 
     def post_init(self, generator: torch.Generator) -> None:
         self.gamma1.copy_(0.1 + 0.5 * torch.rand(self.gamma1.shape, generator=generator))
         self.gamma2.copy_(0.1 + 0.5 * torch.rand(self.gamma2.shape, generator=generator))
+
+
+class MetaBlock2d(TwoLayerScales):
+    """timm's EfficientFormer `MetaBlock2d` (Meta4D): `x + ls1 * mix(x)`, `x + ls2 * mlp(x)` with a 1x1 conv
+    MLP with BN and GELU; the layer scales are `x * gamma.view(1, -1, 1, 1)`."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(dim)
+        self.mixer = PoolMixer()
+        self.mlp = nn.Sequential(nn.Conv2d(dim, 4 * dim, 1), nn.BatchNorm2d(4 * dim), nn.GELU(),
+                                 nn.Conv2d(4 * dim, dim, 1), nn.BatchNorm2d(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.mixer(x) * self.gamma1.view(1, -1, 1, 1)
@@ -1787,21 +1794,15 @@ class EfficientFormerAttention(nn.Module):
         return self.proj(x)
 
 
-class MetaBlock1d(nn.Module):
+class MetaBlock1d(TwoLayerScales):
     """timm's EfficientFormer `MetaBlock1d` (Meta3D) on tokens: `x + ls1 * attn(norm(x))`,
     `x + ls2 * mlp(norm(x))`, the layer scales `x * gamma`."""
 
     def __init__(self, dim: int) -> None:
-        super().__init__()
+        super().__init__(dim)
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attn = EfficientFormerAttention(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
-        self.gamma1 = nn.Parameter(torch.ones(dim))
-        self.gamma2 = nn.Parameter(torch.ones(dim))
-
-    def post_init(self, generator: torch.Generator) -> None:
-        self.gamma1.copy_(0.1 + 0.5 * torch.rand(self.gamma1.shape, generator=generator))
-        self.gamma2.copy_(0.1 + 0.5 * torch.rand(self.gamma2.shape, generator=generator))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.gamma1 * self.attn(self.norm1(x))

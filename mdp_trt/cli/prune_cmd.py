@@ -25,7 +25,8 @@ def prune_command(
     plan_path: Path | None = typer.Option(
         None, "--plan", help="An mdp-plan/1 JSON file (ids from `analyze --json`)."),
     ratio: float | None = typer.Option(
-        None, "--ratio", help="Keep the top R fraction of every prunable group by L1 magnitude (quick manual mode)."),
+        None, "--ratio", help="Keep the top R fraction of every prunable group by L1 magnitude, every "
+                              "attention head kept at R of its widths (quick manual mode)."),
     emit_masked: Path | None = typer.Option(None, "--emit-masked", help="Also write the masked model: the "
                                             "original architecture with pruned channels' weights zeroed."),
     input_shape: InputShapeOption = None,

@@ -50,8 +50,7 @@ def analyze(model: onnx.ModelProto) -> Structure:
     node_order = {n.name: i for i, n in enumerate(view.nodes)}
     weighted_names = {use.node.name for use in prop.weighted}
     index = build_groups(prop, node_order, weighted_names)
-    own = GraphView(named) if sized else view
-    index, heads = tie_heads(prop, index, own)
+    index, heads = tie_heads(prop, index)
 
     raw_blocks = find_blocks(view)
     group_of = {g_index: g.id for g_index, g in enumerate(index.groups)}
@@ -70,7 +69,7 @@ def analyze(model: onnx.ModelProto) -> Structure:
     blocks = _with_parents(blocks)
     block_of = _innermost_block(blocks)
     # Layers record the model's own shapes (a symbolic size stays unknown, for profiling to refuse).
-    layers = build_layers(own, prop.weighted, index, block_of)
+    layers = build_layers(GraphView(named) if sized else view, prop.weighted, index, block_of)
     layers += attention_layers(view, index, tuple(prop.reductions), heads, block_of)
     groups = _transformer_kinds(index.groups, layers, blocks, {r.node for r in prop.reductions
                                                                if view.node_by_name[r.node].op_type == "MatMul"})

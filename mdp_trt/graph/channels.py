@@ -113,6 +113,7 @@ class Walker:
         self.pinned: list[Pinned] = []
         self.channel_targets: list[str] = []
         self.heads: list[HeadsLink] = []
+        self._at_batch_two: GraphView | None = None
 
     # --- ids -------------------------------------------------------------------------------------
     def fresh(self, count: int, origin: str | None = None, frozen: str | None = None) -> np.ndarray:
@@ -210,6 +211,13 @@ class Walker:
     def dim(self, name: str, axis: int) -> int | str | None:
         shape = self.view.shape(name)
         return shape[axis] if shape is not None and 0 <= axis < len(shape) else None
+
+    def at_batch_two(self) -> GraphView:
+        """The model's view with a symbolic batch at 2 (built once, when a rule first asks): what a value
+        computed from shapes would be at another batch."""
+        if self._at_batch_two is None:
+            self._at_batch_two = GraphView(self.view.model, representative_sizes=True, representative_batch=2)
+        return self._at_batch_two
 
     # --- dispatch --------------------------------------------------------------------------------
     def visit(self, node: onnx.NodeProto) -> None:

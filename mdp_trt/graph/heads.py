@@ -6,11 +6,11 @@ of kind `heads`, tied to its `qk_dim` and `v_dim` groups (`Structure.heads`): a 
 i removes part i of each of them, and slices head i out of every per-head tensor the scores meet (a
 relative position bias, an attention bias table). It keeps every other head at the same widths.
 
-The heads can be removed only where every piece of that holds. Each member group must be prunable and
-have its heads as its parts, in head order. Each tensor that carries a member's (heads x head dim)
-map must have a static heads axis in the model's own shapes: `nn.MultiheadAttention` folds the heads
-into a dynamic batch (`B * H`), which the pruned model would have to recompute. Otherwise the heads
-group stays frozen with the reason, and the heads stay whole (the head widths are still pruned).
+The heads can be removed only where every piece of that holds: each member group must be prunable and
+have its heads as its parts, in head order, and nothing the scores meet may freeze them. Otherwise the
+heads group stays frozen with the reason, and the heads stay whole (the head widths are still pruned).
+Heads folded into a dynamic batch (`nn.MultiheadAttention`'s `B * H`) are removed too: surgery writes
+`B * h` where the exporter computes `B * H` (`prune.surgeon`).
 """
 
 from __future__ import annotations
@@ -23,14 +23,10 @@ import numpy as np
 from mdp_trt.graph.channels import Propagation
 from mdp_trt.graph.groups import GroupIndex
 from mdp_trt.graph.structure import HeadsTie
-from mdp_trt.graph.view import GraphView
 
 
-def tie_heads(prop: Propagation, index: GroupIndex, own: GraphView) -> tuple[GroupIndex, tuple[HeadsTie, ...]]:
-    """The groups with each attention's heads group made prunable where it can be, and the ties.
-
-    `own` is a view of the model at its own shapes (a dynamic batch stays symbolic).
-    """
+def tie_heads(prop: Propagation, index: GroupIndex) -> tuple[GroupIndex, tuple[HeadsTie, ...]]:
+    """The groups with each attention's heads group made prunable where it can be, and the ties."""
     roots = prop.union.roots()
     groups = list(index.groups)
     members: dict[int, list[int]] = defaultdict(list)  # heads group index -> member group indices
@@ -50,15 +46,6 @@ def tie_heads(prop: Propagation, index: GroupIndex, own: GraphView) -> tuple[Gro
             reasons.setdefault(g_heads, f"their {member.kind} channels ({member.id}) cannot be pruned")
         if g_member not in members[g_heads]:
             members[g_heads].append(g_member)
-    for g_heads, held in members.items():
-        for name, tc in index.tensors.items():
-            if g_heads in reasons or tc.single or int(tc.group[0]) not in held:
-                continue
-            dims = own.shape(name)
-            extent = dims[tc.axes[0]] if dims is not None and len(dims) > tc.axes[0] else None
-            if not isinstance(extent, int):
-                reasons[g_heads] = (f"tensor '{name}' holds the heads on an axis of dynamic size (the heads folded "
-                                    "into the batch), which the pruned model cannot recompute")
     for item, why in prop.frozen.items():  # frozen by what the scores met (an op not understood, an output)
         g_heads = index.positions[int(roots[item])][0]
         if g_heads in members:

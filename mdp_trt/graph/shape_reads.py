@@ -122,8 +122,8 @@ def _channel_entries_apart(w: Walker, node: onnx.NodeProto, value_name: str, val
 
     PyTorch's MultiheadAttention reads its head width from the query's embedding width, timm's attention
     reshapes its context to the width of its input: both read channels other than the ones they size. The
-    rows of a factored axis (heads, kept whole) count among the others: MultiheadAttention sizes them
-    `B * H`."""
+    rows of a factored axis (heads) count among the others: MultiheadAttention sizes them `B * H`, and
+    surgery scales that entry to `B * h` where heads are removed."""
     out = w.maps.get(node.output[0])
     if node.op_type != "Reshape" or out is None or value is None or value.ndim != 1 \
             or value.size != w.rank(node.output[0]):

@@ -40,7 +40,8 @@ class GraphView:
     """Lookups over `model.graph`; build a new view after changing the graph.
 
     `representative_sizes`: infer shapes with every symbolic input size set to a representative value
-    (the batch axis to 1, the others, such as a dynamic H and W, to `REPRESENTATIVE_SIZE`). Which
+    (the batch axis to `representative_batch`, 1, the others, such as a dynamic H and W, to
+    `REPRESENTATIVE_SIZE`). Which
     channels couple and which branches are residual depends on neither, but deciding it needs shapes
     that ONNX's inference leaves unknown after a convolution of a symbolic size, and static values
     (`chunk`'s split points are computed from `Shape(x)`, which a symbolic batch makes unknown).
@@ -48,7 +49,8 @@ class GraphView:
     every size.
     """
 
-    def __init__(self, model: onnx.ModelProto, infer_shapes: bool = True, representative_sizes: bool = False) -> None:
+    def __init__(self, model: onnx.ModelProto, infer_shapes: bool = True, representative_sizes: bool = False,
+                 representative_batch: int = 1) -> None:
         self.model = model
         self.graph = model.graph
         self.opset = default_opset(model) or 0
@@ -69,6 +71,7 @@ class GraphView:
         self.shapes: dict[str, Shape] = {}
         self.dtypes: dict[str, int] = {}
         self.representative_sizes = representative_sizes
+        self.representative_batch = representative_batch
         self._collect_shapes(self._inferred(self._skeleton()) if infer_shapes else model)
         self.constants = self._resolver()
         if infer_shapes:
@@ -125,7 +128,7 @@ class GraphView:
                 for axis, dim in enumerate(value.type.tensor_type.shape.dim):
                     if not dim.HasField("dim_value"):
                         dim.Clear()
-                        dim.dim_value = 1 if axis == 0 else REPRESENTATIVE_SIZE
+                        dim.dim_value = self.representative_batch if axis == 0 else REPRESENTATIVE_SIZE
             del model.graph.value_info[:]  # declared shapes would still say symbolic
         return model
 

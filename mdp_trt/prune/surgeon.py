@@ -165,11 +165,17 @@ class Surgeon:
         width = self.width(reference)
         for index in indices:
             value = self.editor.get(node, index)
+            computed = value is None and index < len(node.input) and self.view.constants.is_static(node.input[index])
+            if computed:  # computed from shapes that only channel counts move (`rules.elementwise`): its value
+                value = self.view.static_value(node.input[index])
             if value is None:
                 continue
             axis = tc.axis - (rank - value.ndim)
             if axis >= 0 and value.shape[axis] == width and width > 1:
-                self.take(node, index, keep, axis)
+                if computed:
+                    self.write(node, index, np.take(value, keep, axis=axis))
+                else:
+                    self.take(node, index, keep, axis)
 
     # --- joins, cuts and layout ------------------------------------------------------------------
     def _concat(self, node: onnx.NodeProto) -> None:
@@ -270,21 +276,35 @@ class Surgeon:
 
     def _channel_target(self, node: onnx.NodeProto) -> None:
         """A computed target gets the pruned extents on the output's channel axes, its other entries as
-        computed: `Where(on_channel_axis, extents, target)`, placed before the Reshape (`inserted`)."""
+        computed: `Where(on_channel_axis, extents, target)`, placed before the Reshape (`inserted`).
+
+        A factored map's rows (heads) stay computed: `nn.MultiheadAttention` sizes them `B * H` from a dynamic
+        batch. Where heads are removed, that entry becomes `entry / H * h` (B * h), which is h where it was H."""
         out = node.output[0]
         tc = self.structure.channels[out]
         extents = _kept_extents(tc, self.kept.get(out, np.arange(len(tc.group))))
         rank = self.view.rank(out)
         on_axis, values = np.zeros(rank, dtype=bool), np.zeros(rank, dtype=np.int64)
+        full, kept = np.ones(rank, dtype=np.int64), np.ones(rank, dtype=np.int64)
         for axis, count in extents.items():
-            # A factored map's rows (heads) stay computed unless heads are removed: `B * H` of a batch that
-            # folds them in is dynamic, and `graph.heads` keeps such heads whole.
-            if tc.single or axis != tc.axes[0] or count < tc.shape[0] * tc.repeats[0]:
+            if tc.single or axis != tc.axes[0]:
                 on_axis[axis], values[axis] = True, count
-        target = f"{node.name}.channel_target"
+            else:
+                full[axis], kept[axis] = tc.shape[0] * tc.repeats[0], count
+        target, computed = f"{node.name}.channel_target", node.input[1]
+        if (kept < full).any():
+            rows = f"{node.name}.heads_target"
+            self.inserted += [
+                (node.name, onnx.helper.make_node("Div", [computed, self.editor.add(f"{node.name}.heads", full)],
+                                                  [f"{rows}.per_head"], name=f"{rows}.per_head")),
+                (node.name, onnx.helper.make_node("Mul", [f"{rows}.per_head", self.editor.add(f"{node.name}.kept_heads",
+                                                                                             kept)],
+                                                  [rows], name=rows)),
+            ]
+            computed = rows
         self.inserted.append((node.name, onnx.helper.make_node(
             "Where", [self.editor.add(f"{node.name}.on_channel_axis", on_axis),
-                      self.editor.add(f"{node.name}.extents", values), node.input[1]], [target], name=target)))
+                      self.editor.add(f"{node.name}.extents", values), computed], [target], name=target)))
         node.input[1] = target
 
     def _resize(self, node: onnx.NodeProto) -> None:

@@ -37,3 +37,29 @@ def test_narrow_and_unprunable_groups() -> None:
 def test_bad_config_is_an_input_error() -> None:
     with pytest.raises(InputError):
         GridConfig(levels=0)
+
+
+def test_an_attention_that_removes_heads_is_gridded_at_half_the_levels_per_dimension() -> None:
+    """DeiT-tiny: 3 heads of 64. Default grid (8 levels): heads 1-3, 4 widths per head for q/k and for v, so
+    the head-width groups' levels are every heads x width, and calibration's plans keep whole heads."""
+    import numpy as np
+
+    from mdp_trt.graph import analyze
+    from mdp_trt.latency.calibrate import calibration_plans, random_plan
+    from mdp_trt.latency.grid import group_levels, head_combinations, head_levels
+    from mdp_trt.zoo import build
+
+    structure = analyze(build("vit_tiny", input_size=32, num_classes=10))
+    tie = structure.heads[0]
+    heads, per_head = head_levels(structure, tie)
+    assert heads == (1, 2, 3) and set(per_head.values()) == {(16, 32, 48, 64)}
+    levels = group_levels(structure)
+    assert levels[tie.heads] == heads
+    assert all(levels[m] == tuple(sorted({h * w for h in heads for w in per_head[m]})) for m in tie.members)
+    combos = head_combinations(structure, levels)[tie.heads]
+    assert len(combos[tie.heads]) == 3 * 4 * 4 and max(combos[tie.heads]) == 3
+    plans = calibration_plans(structure, count=6) + [random_plan(structure, levels, np.random.default_rng(s))
+                                                     for s in range(4)]
+    for plan in plans:
+        plan.validate(structure)  # a head kept or removed in all its groups at once
+    assert any(tie.heads in plan.groups for plan in plans)

@@ -7,13 +7,17 @@ import numpy as np
 import pytest
 
 from mdp_trt.graph import analyze
+from mdp_trt.importance.selection import with_head_scores
 from mdp_trt.latency.backends import get_backend
 from mdp_trt.latency.calibrate import Calibration
 from mdp_trt.latency.grid import GridConfig, group_levels
+from mdp_trt.latency.predict import layer_sum
 from mdp_trt.latency.profile import profile_tables
 from mdp_trt.latency.store import LatencyDB
+from mdp_trt.solve import Problem
 from mdp_trt.solve.evaluate import evaluate
-from mdp_trt.solve.from_model import problem_from_model
+from mdp_trt.solve.from_model import plan_from_solution, problem_from_model
+from mdp_trt.solve.solution import Solution
 from mdp_trt.zoo import build
 
 GRID = GridConfig(levels=3, align=2)
@@ -92,3 +96,44 @@ def test_magnitude_prices_a_block_at_all_of_its_filters():
     scores = channel_scores(model, structure)
     inner = scores["g2"].sum()  # block.conv1's filters
     assert scores["b0"][0] > inner > 0  # block.conv2 writes the stream: its filters count too
+
+
+@pytest.fixture(scope="module")
+def vit(tmp_path_factory):
+    structure = analyze(build("vit_tiny", input_size=32, num_classes=10))
+    with LatencyDB(tmp_path_factory.mktemp("db") / "lat.sqlite") as db:
+        tables = profile_tables(structure, get_backend("analytic"), db, grid=GRID).tables
+    rng = np.random.default_rng(1)
+    scores = {g.id: rng.uniform(0.5, 1.5, g.size) for g in structure.groups if g.kind != "heads"}
+    return structure, tables, group_levels(structure, GRID), with_head_scores(structure, scores)
+
+
+def test_an_attention_that_removes_heads_is_one_group_of_combinations_read_exactly(vit):
+    """Its levels are (heads, query/key width, value width) combinations; at any of them, the problem's
+    latency and importance are those of the plan it becomes (the prediction of the same tables), and the
+    plan removes whole heads, the best ones kept."""
+    structure, tables, levels, scores = vit
+    problem = problem_from_model(structure, scores, tables, levels, Calibration(1.0, 0.0), use_blocks=False)
+    tie = structure.heads[0]
+    group = problem.group_by_id[tie.heads]
+    assert set(group.widths) == {tie.heads, *tie.members} and not set(tie.members) & set(problem.group_by_id)
+    assert len(set(zip(*group.widths.values(), strict=True))) == len(group.levels)  # every combination once
+    assert Problem.from_json(problem.to_json()).group_by_id[tie.heads].widths == group.widths
+    total = sum(float(scores[g.id].sum()) for g in structure.prunable_groups if g.kind != "heads")
+    rng = np.random.default_rng(0)
+    blocks = [b.id for b in problem.blocks]
+    for _ in range(4):
+        chosen = {g.id: int(rng.integers(len(g.levels))) for g in problem.groups}
+        solution = Solution.grade(problem, 1e9, chosen, blocks, solver="test", seconds=0.0)
+        plan = plan_from_solution(structure, scores, levels, solution, problem)
+        plan.validate(structure)
+        assert solution.latency == pytest.approx(layer_sum(structure, tables, plan), rel=1e-9)
+        kept = sum(float(scores[g.id][list(plan.kept(g.id, g.size))].sum())
+                   for g in structure.prunable_groups if g.kind != "heads")
+        assert solution.objective == pytest.approx(kept / total, rel=1e-9)
+    heads = group.widths[tie.heads][0]
+    fewest = Solution.grade(problem, 1e9, {**problem.dense_levels(), tie.heads: 0}, blocks, solver="test",
+                            seconds=0.0)
+    plan = plan_from_solution(structure, scores, levels, fewest, problem)
+    best = tuple(sorted(np.argsort(-scores[tie.heads], kind="stable")[:heads].tolist()))
+    assert heads < structure.group(tie.heads).size and plan.groups[tie.heads] == best

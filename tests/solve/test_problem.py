@@ -118,7 +118,22 @@ BAD = [
     (lambda d: d["layers"][1].update(in_group={"id": "g0"}), "conv2"),
     (lambda d: d["layers"][1].update(block=["b2"]), "conv2"),
     (lambda d: d["layers"][1].update(out_group=""), "conv2"),
+    (lambda d: d["groups"][0].update(widths={"h": [1, 2]}), "g0"),  # one width per level
+    (lambda d: d["groups"][0].update(widths={"h": [1, 1, 2]}), "g0"),  # two levels alike
+    (lambda d: d["groups"][0].update(widths={"h": [1, 0, 2]}), "g0"),
+    (lambda d: d["groups"][0].update(widths=[1, 2, 3]), "g0"),
+    (lambda d: d["groups"][0].update(levels=[8, 24, 16], widths={"h": [1, 2, 3]}), "g0"),
 ]
+
+
+def test_a_group_of_combinations_may_repeat_its_levels_and_says_each_width() -> None:
+    """An attention that removes heads: heads x (query/key, value) widths, 16 channels kept two ways."""
+    doc = _mutated(lambda d: d["groups"][0].update(levels=[8, 16, 16], widths={"h": [1, 1, 2], "qk": [4, 8, 8],
+                                                                                "v": [4, 8, 8]}))
+    doc["groups"][0]["widths"]["v"] = [4, 8, 4]  # (1, 8, 8) and (2, 8, 4): same channels, different widths
+    problem = Problem.from_json(doc)
+    assert problem.group_by_id["g0"].widths == {"h": (1, 1, 2), "qk": (4, 8, 8), "v": (4, 8, 4)}
+    assert Problem.from_json(json.loads(json.dumps(problem.to_json()))).to_json() == problem.to_json()
 
 
 @pytest.mark.parametrize(("edit", "named"), BAD)

@@ -222,16 +222,18 @@ def test_a_normalisation_written_as_arithmetic_warns_that_it_is_approximate():
         mt.apply_plan(model, Plan({stream.id: (0, 3, 5)}), x)
 
 
-@pytest.mark.parametrize("attention", ["fused", "sdpa"])
+@pytest.mark.parametrize("attention", ["fused", "sdpa", "mha"])
 def test_a_transformers_head_widths_mask_exactly_and_train_to_its_pruned_export(attention):
-    """The embedding, one of two heads, q/k and v head widths and the MLP's hidden width, masked: the pruned
+    """The embedding, one of two heads, q/k and v head widths and the MLP's hidden width (timm's attention,
+    with scaled_dot_product_attention, and nn.MultiheadAttention: its heads folded into the dynamic batch of
+    the trace), masked: the pruned
     query channels are zero (weights and bias of the projection), so q @ k^T is exact, every LayerNorm
     normalises over the kept embedding channels, and the fine-tuned masked model is its pruned export."""
     from tests import families as fam
 
     torch.manual_seed(0)
-    model = fam.VisionTransformer(lambda d, h: fam.FusedAttention(d, h, sdpa=attention == "sdpa"), dim=32, heads=2,
-                                  depth=1, patch=8, image=16)
+    make = fam.MHAAttention if attention == "mha" else lambda d, h: fam.FusedAttention(d, h, sdpa=attention == "sdpa")
+    model = fam.VisionTransformer(make, dim=32, heads=2, depth=1, patch=8, image=16)
     x = noise(INPUT, 3)
     structure = trace(model, x).structure
     widths = {g.id: g for g in structure.prunable_groups if g.kind != "channels"}

@@ -12,6 +12,7 @@ Patterns covered:
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 
 from mdp_trt.graph.channelmap import ChannelMap
@@ -58,7 +59,7 @@ def elementwise(w: Walker, node: onnx.NodeProto) -> None:
             if any(d != 1 and not f for d, f in zip(dims, full, strict=True)):
                 w.unsupported(node, f"constant '{name}' does not broadcast per channel")
                 return
-            if any(d != 1 for d in dims) and (not reference.single or not w.view.is_constant(name)):
+            if any(d != 1 for d in dims) and (not reference.single or not _fixed(w, name)):
                 w.unsupported(node, f"'{name}' varies along a channel axis that cannot be sliced")
                 return
             continue
@@ -93,6 +94,20 @@ def expand(w: Walker, node: onnx.NodeProto) -> None:
         w.unsupported(node, "expands a channel axis")
         return
     w.passthrough(node, shifted)
+
+
+def _fixed(w: Walker, name: str) -> bool:
+    """A constant, or a value computed from shapes that does not depend on the batch (a per-head bias gathered
+    with token counts read from a dynamic-batch tensor): surgery slices it as the constant it is. With a
+    symbolic batch, the value is computed again with the batch at 2 (`Walker.at_batch_two`); in a model of
+    static shapes any such value is one."""
+    if w.view.is_constant(name):
+        return True
+    value = w.view.static_value(name)
+    if value is None or not w.view.representative_sizes:
+        return value is not None  # a model of static shapes computes it the same at every run
+    other = w.at_batch_two().static_value(name)
+    return other is not None and other.shape == value.shape and bool(np.array_equal(other, value))
 
 
 RULES = {**dict.fromkeys(UNARY_OPS, unary), **dict.fromkeys(ELEMENTWISE_OPS, elementwise), "Expand": expand}
