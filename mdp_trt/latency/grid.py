@@ -94,10 +94,6 @@ def head_levels(structure: Structure, tie: HeadsTie, config: GridConfig = DEFAUL
     return counts, per_head
 
 
-def _round_up(value: int, multiple: int) -> int:
-    return multiple * math.ceil(value / multiple)
-
-
 def head_combinations(structure: Structure, levels: Mapping[str, tuple[int, ...]]
                      ) -> dict[str, dict[str, tuple[int, ...]]]:
     """Per attention whose heads the grid removes: its combinations, as each group's width per level
@@ -124,3 +120,7 @@ def head_combinations(structure: Structure, levels: Mapping[str, tuple[int, ...]
 def kept_channels(widths: Mapping[str, tuple[int, ...]], tie: HeadsTie) -> list[int]:
     """An attention level's channels kept over its members (the problem group's level values)."""
     return [sum(widths[m][i] for m in tie.members) for i in range(len(widths[tie.heads]))]
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return multiple * math.ceil(value / multiple)

@@ -279,17 +279,19 @@ class Surgeon:
         computed: `Where(on_channel_axis, extents, target)`, placed before the Reshape (`inserted`).
 
         A factored map's rows (heads) stay computed: `nn.MultiheadAttention` sizes them `B * H` from a dynamic
-        batch. Where heads are removed, that entry becomes `entry / H * h` (B * h), which is h where it was H."""
+        batch. Where heads are removed, that entry becomes `entry / H * h` (B * h), which is h where it was H
+        (an entry -1 is left to infer it)."""
         out = node.output[0]
         tc = self.structure.channels[out]
         extents = _kept_extents(tc, self.kept.get(out, np.arange(len(tc.group))))
         rank = self.view.rank(out)
         on_axis, values = np.zeros(rank, dtype=bool), np.zeros(rank, dtype=np.int64)
         full, kept = np.ones(rank, dtype=np.int64), np.ones(rank, dtype=np.int64)
+        inferred = self.view.static_value(node.input[1])  # as analysed: an entry -1 stays -1 at any batch
         for axis, count in extents.items():
             if tc.single or axis != tc.axes[0]:
                 on_axis[axis], values[axis] = True, count
-            else:
+            elif inferred is None or inferred[axis] > 0:
                 full[axis], kept[axis] = tc.shape[0] * tc.repeats[0], count
         target, computed = f"{node.name}.channel_target", node.input[1]
         if (kept < full).any():

@@ -58,7 +58,7 @@ def problem_from_model(
 ) -> Problem:
     law = calibration.law(budget_ms) if budget_ms is not None else calibration
     heads = head_combinations(structure, levels)
-    merged = {gid: tie for tie in structure.heads if tie.heads in heads for gid in (tie.heads, *tie.members)}
+    merged = {gid for tie in structure.heads if tie.heads in heads for gid in (tie.heads, *tie.members)}
     # Groups whose channels the problem chooses (an attention's members through its heads group), and the
     # problem groups: the ordinary ones, then one per attention that removes heads.
     prunable = [g for g in structure.groups if g.prunable and len(levels[g.id]) > 1 and g.kind != "heads"]
@@ -128,8 +128,9 @@ def _block_extras(structure: Structure, scores: Mapping[str, np.ndarray], prunab
         return block == ancestor
 
     extras = {}
-    for block in structure.blocks:
-        held = sum(float(np.sum(scores[g.id])) for g in structure.groups if inside(owners[g.id], block.id))
+    for block in structure.blocks:  # a heads group's score is its members' (with_head_scores): not counted twice
+        held = sum(float(np.sum(scores[g.id])) for g in structure.groups
+                   if g.kind != "heads" and inside(owners[g.id], block.id))
         own = max(held, float(np.sum(scores[block.id])) if block.id in scores else 0.0)
         lost = sum(float(np.sum(scores[g.id])) for g in prunable if inside(owners[g.id], block.id))
         if own > lost:

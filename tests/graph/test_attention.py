@@ -188,6 +188,7 @@ def test_whole_heads_are_a_group_tied_to_both_head_widths(style: str) -> None:
     heads, qk, v = kinds["heads"], kinds["qk_dim"], kinds["v_dim"]
     assert (heads.size, heads.prunable) == (H, True), heads.reason
     assert [(t.heads, t.members) for t in structure.heads] == [(heads.id, (qk.id, v.id))]
+    assert structure.to_json()["heads"] == [{"heads": heads.id, "members": [qk.id, v.id]}]  # analyze --json
     kept = (0, 2)
     plan = Plan({heads.id: kept, qk.id: tuple(h * D + d for h in kept for d in (0, 3)),
                  v.id: tuple(h * D + d for h in kept for d in (0, 1, 2))}, ())

@@ -137,3 +137,19 @@ def test_an_attention_that_removes_heads_is_one_group_of_combinations_read_exact
     plan = plan_from_solution(structure, scores, levels, fewest, problem)
     best = tuple(sorted(np.argsort(-scores[tie.heads], kind="stable")[:heads].tolist()))
     assert heads < structure.group(tie.heads).size and plan.groups[tie.heads] == best
+
+
+def test_removing_an_attention_loses_its_heads_channels_once(vit):
+    """A heads group's score is the sum of its members': removing the attention sub-block that holds them
+    loses the members' share, not that share and the heads' again."""
+    structure, tables, levels, scores = vit
+    problem = problem_from_model(structure, scores, tables, levels, Calibration(1.0, 0.0))
+    tie = structure.heads[0]
+    block = next(b for b in structure.blocks if structure.layer(structure.group(tie.members[0]).producers[0]).block
+                 == b.id)
+    total = sum(float(scores[g.id].sum()) for g in structure.prunable_groups if g.kind != "heads")
+    kept = [b.id for b in problem.blocks]
+    dense = evaluate(problem, problem.dense_levels(), kept).objective
+    without = evaluate(problem, problem.dense_levels(), [b for b in kept if b != block.id]).objective
+    assert dense == pytest.approx(1.0)
+    assert dense - without == pytest.approx(sum(float(scores[m].sum()) for m in tie.members) / total)
