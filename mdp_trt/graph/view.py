@@ -40,13 +40,12 @@ class GraphView:
     """Lookups over `model.graph`; build a new view after changing the graph.
 
     `representative_sizes`: infer shapes with every symbolic input size set to a representative value
-    (the batch axis to `representative_batch`, 1, the others, such as a dynamic H and W, to
-    `REPRESENTATIVE_SIZE`). Which
-    channels couple and which branches are residual depends on neither, but deciding it needs shapes
-    that ONNX's inference leaves unknown after a convolution of a symbolic size, and static values
-    (`chunk`'s split points are computed from `Shape(x)`, which a symbolic batch makes unknown).
-    Channel extents never depend on them, so what is read from such a view about channels holds at
-    every size.
+    (the batch axis to `representative_batch`, 1 unless asked, the others, such as a dynamic H and W, to
+    `REPRESENTATIVE_SIZE`). Which channels couple and which branches are residual depends on neither,
+    but deciding it needs shapes that ONNX's inference leaves unknown after a convolution of a symbolic
+    size, and static values (`chunk`'s split points are computed from `Shape(x)`, which a symbolic batch
+    makes unknown). Channel extents never depend on them, so what is read from such a view about
+    channels holds at every size.
     """
 
     def __init__(self, model: onnx.ModelProto, infer_shapes: bool = True, representative_sizes: bool = False,

@@ -166,7 +166,7 @@ class Surgeon:
         for index in indices:
             value = self.editor.get(node, index)
             computed = value is None and index < len(node.input) and self.view.constants.is_static(node.input[index])
-            if computed:  # computed from shapes that only channel counts move (`rules.elementwise`): its value
+            if computed:  # computed from shapes, and checked not to depend on the batch (`rules.elementwise`)
                 value = self.view.static_value(node.input[index])
             if value is None:
                 continue
@@ -295,13 +295,11 @@ class Surgeon:
                 full[axis], kept[axis] = tc.shape[0] * tc.repeats[0], count
         target, computed = f"{node.name}.channel_target", node.input[1]
         if (kept < full).any():
-            rows = f"{node.name}.heads_target"
+            rows, per_head = f"{node.name}.heads_target", f"{node.name}.per_head"
+            heads, kept_heads = self.editor.add(f"{node.name}.heads", full), self.editor.add(f"{node.name}.kept", kept)
             self.inserted += [
-                (node.name, onnx.helper.make_node("Div", [computed, self.editor.add(f"{node.name}.heads", full)],
-                                                  [f"{rows}.per_head"], name=f"{rows}.per_head")),
-                (node.name, onnx.helper.make_node("Mul", [f"{rows}.per_head", self.editor.add(f"{node.name}.kept_heads",
-                                                                                             kept)],
-                                                  [rows], name=rows)),
+                (node.name, onnx.helper.make_node("Div", [computed, heads], [per_head], name=per_head)),
+                (node.name, onnx.helper.make_node("Mul", [per_head, kept_heads], [rows], name=rows)),
             ]
             computed = rows
         self.inserted.append((node.name, onnx.helper.make_node(
