@@ -9,11 +9,11 @@ them, and the k channels are spread evenly over those.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from mdp_trt.graph.structure import Structure
+from mdp_trt.graph.structure import Group, HeadsTie, Structure
 
 
 def top_channels(scores: np.ndarray, k: int, parts: int = 1, in_parts: Sequence[int] | None = None
@@ -31,11 +31,15 @@ def top_channels(scores: np.ndarray, k: int, parts: int = 1, in_parts: Sequence[
     return tuple(sorted(kept))
 
 
+def part_importance(scores: np.ndarray, parts: int = 1) -> np.ndarray:
+    """(parts, part size + 1): entry [p, j] is the summed j best scores of part p."""
+    ranked = np.sort(np.asarray(scores, dtype=np.float64).reshape(parts, -1), axis=1)[:, ::-1]
+    return np.concatenate([np.zeros((parts, 1)), np.cumsum(ranked, axis=1)], axis=1)
+
+
 def level_importance(scores: np.ndarray, levels: Sequence[int], parts: int = 1) -> np.ndarray:
     """The summed scores kept at each level (width) of a group."""
-    part_size = len(scores) // parts
-    ranked = np.sort(scores.reshape(parts, part_size), axis=1)[:, ::-1]
-    cumulative = np.concatenate([np.zeros((parts, 1)), np.cumsum(ranked, axis=1)], axis=1).sum(axis=0)
+    cumulative = part_importance(scores, parts).sum(axis=0)
     return np.array([cumulative[k // parts] for k in levels])
 
 
@@ -64,3 +68,17 @@ def with_head_scores(structure: Structure, scores: dict[str, np.ndarray]) -> dic
             scores[tie.heads] = sum(np.asarray(scores[m], dtype=np.float64).reshape(heads, -1).sum(axis=1)
                                     for m in tie.members)
     return scores
+
+
+def heads_kept(structure: Structure, tie: HeadsTie, widths: Mapping[str, tuple[int, ...]], index: int,
+               heads: Sequence[int], channels: Callable[[Group, int, tuple[int, ...]], tuple[int, ...]]
+               ) -> dict[str, tuple[int, ...]]:
+    """A plan's groups for an attention at its combination `index` (`widths`, `latency.grid.head_combinations`)
+    keeping `heads`: the heads group (when heads go) and each member's `channels(group, width, heads)`."""
+    kept = tuple(sorted(int(h) for h in heads))
+    groups = {tie.heads: kept} if len(kept) < structure.group(tie.heads).size else {}
+    for member in tie.members:
+        group, k = structure.group(member), widths[member][index]
+        if k < group.size:
+            groups[member] = channels(group, k, kept)
+    return groups

@@ -20,7 +20,7 @@ import onnx
 
 from latency_db import CalibrationRecord, LatencyDB, content_hash
 from mdp_trt.graph.structure import Group, HeadsTie, Structure
-from mdp_trt.importance.selection import first_channels, random_channels
+from mdp_trt.importance.selection import first_channels, heads_kept, random_channels
 from mdp_trt.latency.backends.base import Backend
 from mdp_trt.latency.grid import DEFAULT_GRID, GridConfig, group_levels, head_combinations, kept_channels
 from mdp_trt.latency.predict import layer_sum
@@ -192,16 +192,12 @@ def _tied(structure: Structure, combos: dict[str, dict[str, tuple[int, ...]]]) -
 def _heads_kept(structure: Structure, tie: HeadsTie, widths: dict[str, tuple[int, ...]], index: int,
                 rng: np.random.Generator | None) -> dict[str, tuple[int, ...]]:
     """An attention at its combination `index`: random heads and channels (the first ones without `rng`)."""
-    heads = structure.group(tie.heads).size
-    h = widths[tie.heads][index]
-    kept = tuple(range(h)) if rng is None else tuple(sorted(int(i) for i in rng.choice(heads, h, replace=False)))
-    groups = {tie.heads: kept} if h < heads else {}
-    for member in tie.members:
-        group, k = structure.group(member), widths[member][index]
-        if k < group.size:
-            groups[member] = (first_channels(group.size, k, group.parts, kept) if rng is None
-                              else random_channels(rng, group.size, k, group.parts, kept))
-    return groups
+    size, h = structure.group(tie.heads).size, widths[tie.heads][index]
+    if rng is None:
+        return heads_kept(structure, tie, widths, index, range(h),
+                          lambda group, k, kept: first_channels(group.size, k, group.parts, kept))
+    return heads_kept(structure, tie, widths, index, rng.choice(size, h, replace=False),
+                      lambda group, k, kept: random_channels(rng, group.size, k, group.parts, kept))
 
 
 def smallest_plan(structure: Structure, levels: dict[str, tuple[int, ...]]) -> Plan:

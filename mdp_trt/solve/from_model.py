@@ -34,7 +34,7 @@ import numpy as np
 
 from mdp_trt.graph.structure import Group as ChannelGroup
 from mdp_trt.graph.structure import HeadsTie, Structure
-from mdp_trt.importance.selection import level_importance, top_channels
+from mdp_trt.importance.selection import heads_kept, level_importance, part_importance, top_channels
 from mdp_trt.latency.calibrate import Calibration
 from mdp_trt.latency.decompose import part_tables
 from mdp_trt.latency.grid import head_combinations, kept_channels
@@ -143,8 +143,9 @@ def _table_layer(name: str, table: LatencyTable, sides: Mapping[str, tuple[str, 
     """A problem layer over the groups of `table` the solver chooses; a side it does not choose stays at its
     full width (the table's last row or column). Both sides in one problem group (an attention's products,
     over its heads and a head width) make a unary table: the group's level sets both."""
-    in_group, rows = sides.get(table.in_group, (None, np.array([-1]))) if table.in_group else (None, np.array([-1]))
-    out_group, cols = sides.get(table.out_group, (None, np.array([-1]))) if table.out_group else (None, np.array([-1]))
+    full = (None, np.array([-1]))  # no group of the solver's (or a single row or column): the last entry
+    in_group, rows = sides.get(table.in_group, full)
+    out_group, cols = sides.get(table.out_group, full)
     if in_group is not None and in_group == out_group:
         return Layer(name, None, out_group, block, scale * table.ms[rows, cols][None, :], np.zeros(0))
     return Layer(name, in_group, out_group, block, scale * table.ms[np.ix_(rows, cols)], np.zeros(0))
@@ -183,12 +184,10 @@ def head_order(scores: Mapping[str, np.ndarray], tie: HeadsTie) -> np.ndarray:
 def _heads_importance(structure: Structure, scores: Mapping[str, np.ndarray], tie: HeadsTie,
                       widths: Mapping[str, tuple[int, ...]]) -> np.ndarray:
     """Per attention level: the summed scores of its best heads' best channels in every member."""
-    order = head_order(scores, tie)
+    order, heads = head_order(scores, tie), structure.group(tie.heads).size
     values = np.zeros(len(widths[tie.heads]))
     for m in tie.members:
-        heads = structure.group(tie.heads).size
-        ranked = np.sort(np.asarray(scores[m], dtype=float).reshape(heads, -1), axis=1)[:, ::-1][order]
-        cumulative = np.concatenate([np.zeros((heads, 1)), np.cumsum(ranked, axis=1)], axis=1)
+        cumulative = part_importance(scores[m], heads)[order]
         for i, (h, k) in enumerate(zip(widths[tie.heads], widths[m], strict=True)):
             values[i] += cumulative[:h, k // h].sum()
     return values
@@ -208,7 +207,10 @@ def plan_from_solution(
     for gid, index in solution.levels.items():
         widths = chosen[gid].widths
         if widths is not None:
-            groups.update(_heads_plan(structure, scores, structure.heads_tie(gid), widths, index))
+            tie = structure.heads_tie(gid)
+            best = head_order(scores, tie)[:widths[gid][index]]
+            groups.update(heads_kept(structure, tie, widths, index, best,
+                                     lambda group, k, kept: top_channels(scores[group.id], k, group.parts, kept)))
             continue
         k = levels[gid][index]
         if k < len(scores[gid]):
@@ -217,15 +219,3 @@ def plan_from_solution(
     removed = tuple(b.id for b in problem.blocks if b.id not in kept)
     return Plan(groups, removed, {"solver": solution.to_json()})
 
-
-def _heads_plan(structure: Structure, scores: Mapping[str, np.ndarray], tie: HeadsTie,
-                widths: Mapping[str, tuple[int, ...]], index: int) -> dict[str, tuple[int, ...]]:
-    heads = structure.group(tie.heads)
-    h = widths[tie.heads][index]
-    kept = tuple(sorted(int(p) for p in head_order(scores, tie)[:h]))
-    groups = {tie.heads: kept} if h < heads.size else {}
-    for m in tie.members:
-        group = structure.group(m)
-        if widths[m][index] < group.size:
-            groups[m] = top_channels(scores[m], widths[m][index], group.parts, kept)
-    return groups
