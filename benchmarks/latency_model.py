@@ -4,7 +4,8 @@ For each model (zoo names, and ONNX files such as `python benchmarks/export_fami
 each ONNX Runtime CPU thread count (`--threads 1 2 all`; all = os.cpu_count()) and each batch
 (`--batch 1 8`):
 1. profile the layer tables (`--grid` levels per group) and calibrate the whole-model part as `predict`
-   does (the dense model, the smallest plan and 6 plans between them, seed 0; lowest median of 3 passes);
+   does (the dense model, the smallest plan and 6 plans between them, seed 0; each timed against dense
+   interleaved);
 2. draw random plans of two kinds (seed 1000; ~25% of blocks removed in both):
    - on-grid: every group at a uniformly random grid level, as a solver's plans are;
    - off-grid: every group at a random multiple of 8 from its lowest grid level to its full width, so most
@@ -58,7 +59,6 @@ from mdp_trt.latency.backends import Backend
 from mdp_trt.latency.bench import compare_models
 from mdp_trt.latency.calibrate import (
     DEFAULT_POINTS,
-    DEFAULT_ROUNDS,
     Calibration,
     calibration_plans,
     fit,
@@ -231,7 +231,7 @@ def evaluate(name: str, threads: int, batch: int, args: argparse.Namespace, db: 
 
     load = OtherLoad()
     cal_plans = calibration_plans(structure, grid, count=DEFAULT_POINTS, seed=0)
-    measured = measure_plans(model, structure, cal_plans, backend, batch=batch, rounds=DEFAULT_ROUNDS)
+    measured = measure_plans(model, structure, cal_plans, backend, batch=batch)
     points = [_row(structure, tables, plan, ms) for plan, ms in zip(cal_plans, measured, strict=True)]
     bilayer = fit([{k: p[k] for k in ("measured_ms", "layer_sum_ms")} for p in points])
     halp = fit([{"measured_ms": p["measured_ms"], "layer_sum_ms": p["halp_sum_ms"]} for p in points],

@@ -22,15 +22,15 @@ from latency_db import CalibrationRecord, LatencyDB, content_hash
 from mdp_trt.graph.structure import Group, HeadsTie, Structure
 from mdp_trt.importance.selection import first_channels, heads_kept, random_channels
 from mdp_trt.latency.backends.base import Backend
+from mdp_trt.latency.bench import bench_model, compare_models
 from mdp_trt.latency.grid import DEFAULT_GRID, GridConfig, group_levels, head_combinations, kept_channels
 from mdp_trt.latency.predict import layer_sum
-from mdp_trt.latency.protocol import BENCH_PROTOCOL, MeasureProtocol
+from mdp_trt.latency.protocol import COMPARE_PROTOCOL, InterleavedProtocol
 from mdp_trt.latency.tables import LatencyTable
 from mdp_trt.prune.plan import Plan
 
 METHOD = "affine"
 DEFAULT_POINTS = 8  # dense, the smallest plan, and 6 in between
-DEFAULT_ROUNDS = 3  # round-robin passes over the calibration plans
 LOCAL_POINTS = 4  # points in a local law (`Calibration.law`)
 
 
@@ -238,21 +238,32 @@ def measure_plans(
     *,
     batch: int = 1,
     precision: str = "fp32",
-    protocol: MeasureProtocol = BENCH_PROTOCOL,
-    rounds: int = DEFAULT_ROUNDS,
+    protocol: InterleavedProtocol = COMPARE_PROTOCOL,
 ) -> list[float]:
-    """Measured latency (ms) of the model pruned by each plan: the lowest median over `rounds`
-    round-robin passes. On a shared machine another process can slow every run for seconds at a
-    time; taking the best of passes spread over time keeps such a burst out of the fit."""
+    """Measured latency (ms) of the model pruned by each plan: its ratio to the dense model, timed against it
+    interleaved as the build judges every plan (`compare_models`), times the dense model's median over all
+    the comparisons.
+
+    The host is shared and its speed moves by tens of percent within a minute (2x seen on one 2-core VM
+    over ten minutes). Medians timed one after the other carry that drift into the fit as if it were the
+    plans' doing (a plan at 90% of the channels measured 1.2x dense); each ratio is taken in one window,
+    where the drift cancels, and all points share one dense latency."""
     from mdp_trt.prune import prune_model
 
-    pruned = [model if not p.groups and not p.remove_blocks else prune_model(model, structure, p) for p in plans]
-    best = [float("inf")] * len(plans)
-    for _ in range(max(1, rounds)):
-        for index, candidate in enumerate(pruned):
-            m = backend.measure(candidate, protocol, batch=batch, precision=precision)
-            best[index] = min(best[index], m.median_ms)
-    return best
+    ratios: list[float] = []
+    dense_ms: list[float] = []
+    for plan in plans:
+        if not plan.groups and not plan.remove_blocks:
+            ratios.append(1.0)
+            continue
+        comparison = compare_models(model, prune_model(model, structure, plan), backend, batch=batch,
+                                    precision=precision, protocol=protocol)
+        ratios.append(comparison.ratio)
+        dense_ms.append(comparison.reference.median_ms)
+    if not dense_ms:  # the dense plan alone
+        dense_ms.append(bench_model(model, backend, batch=batch, precision=precision).measurement.median_ms)
+    dense = float(np.median(dense_ms))
+    return [ratio * dense for ratio in ratios]
 
 
 def calibrate(
@@ -266,15 +277,12 @@ def calibrate(
     precision: str = "fp32",
     grid: GridConfig = DEFAULT_GRID,
     plans: list[Plan] | None = None,
-    protocol: MeasureProtocol = BENCH_PROTOCOL,
-    rounds: int = DEFAULT_ROUNDS,
+    protocol: InterleavedProtocol = COMPARE_PROTOCOL,
 ) -> Calibration:
-    """Measure the model under a few plans (best of `rounds` passes), fit the whole-model part, and
-    store it in `db` if given."""
+    """Measure the model under a few plans (each against the dense model, see `measure_plans`), fit the
+    whole-model part, and store it in `db` if given."""
     plans = plans if plans is not None else calibration_plans(structure, grid)
-    measured = measure_plans(
-        model, structure, plans, backend, batch=batch, precision=precision, protocol=protocol, rounds=rounds
-    )
+    measured = measure_plans(model, structure, plans, backend, batch=batch, precision=precision, protocol=protocol)
     points = [
         {
             "plan": index,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,8 @@ from mdp_trt.latency.grid import group_levels
 from mdp_trt.latency.measurement import Measurement
 from mdp_trt.latency.predict import kept_widths, layer_reads, plan_reads
 from mdp_trt.latency.profile import estimate_seconds
-from mdp_trt.prune import Plan
+from mdp_trt.latency.protocol import COMPARE_PROTOCOL
+from mdp_trt.prune import Plan, prune_model
 from mdp_trt.zoo import build
 from tests.latency.latency_fakes import CountingBackend, conv_layer
 
@@ -164,25 +167,56 @@ def test_prediction_follows_the_plan(tmp_path: Path, toy) -> None:
         assert stored_calibration(db, backend, model, GridConfig(levels=2)) is None
 
 
-def test_calibration_keeps_the_best_pass(toy) -> None:
-    """A burst of load in one pass (slow measurements) must not reach the fit."""
+def _quiet_ms(model: onnx.ModelProto) -> float:
+    """A made-up latency on a quiet host: 1 ms per 1000 weights."""
+    return sum(int(np.prod(init.dims)) for init in model.graph.initializer) / 1000
+
+
+def test_calibration_points_are_ratios_to_dense_that_a_drifting_host_cannot_move(toy) -> None:
+    """Each plan is timed against the dense model interleaved and scaled by one dense latency: a host that
+    slows down 3x during calibration moves no point against the others."""
     model, structure = toy
 
-    class Bursty:
-        name = "bursty"
+    class Drifting:
+        name = "drifting"
 
         def __init__(self) -> None:
-            self.values = iter([9.0, 2.0, 5.0, 1.0, 4.0, 3.0])  # passes: (9, 2), (5, 1), (4, 3)
+            self.slowdown = 1.0  # grows with every run of either model
 
         def fingerprint(self, batch: int, precision: str) -> dict:
-            return {"backend": "bursty"}
+            return {"backend": "drifting", "estimate": False}
 
         def measure(self, model, protocol, *, batch: int = 1, precision: str = "fp32"):
-            ms = next(self.values)
-            return Measurement(ms, ms, ms, 1, 0.0)
+            raise AssertionError("calibration plans are timed against dense, not alone")
 
-    plans = [Plan(), Plan(remove_blocks=("b0",))]
-    assert measure_plans(model, structure, plans, Bursty(), rounds=3) == [4.0, 1.0]
+        @contextlib.contextmanager
+        def open_timer(self, candidate, *, batch: int = 1, precision: str = "fp32"):
+            ms = _quiet_ms(candidate)
+
+            def timer(runs: int) -> list[float]:
+                times = []
+                for _ in range(runs):
+                    self.slowdown *= 1.002
+                    times.append(ms * self.slowdown)
+                return times
+
+            yield timer
+
+    host = Drifting()
+    plans = [Plan(), Plan({"g5": tuple(range(8))}), Plan({"g5": tuple(range(8))}, remove_blocks=("b0",))]
+    quick = dataclasses.replace(COMPARE_PROTOCOL, warmup_seconds=0.0, max_seconds=60.0)
+    measured = measure_plans(model, structure, plans, host, protocol=quick)
+    assert host.slowdown > 3.0
+    quiet = [_quiet_ms(m) for m in [model, *(prune_model(model, structure, p) for p in plans[1:])]]
+    assert quiet[2] < quiet[1] < quiet[0]
+    assert [m / measured[0] for m in measured] == pytest.approx([q / quiet[0] for q in quiet], rel=0.01)
+
+
+def test_a_dense_only_calibration_benches_the_model_once(toy) -> None:
+    model, structure = toy
+    backend = CountingBackend(get_backend("analytic"))
+    assert measure_plans(model, structure, [Plan()], backend) == [backend.inner.measure(model, None).median_ms]
+    assert backend.calls == 1
 
 
 def test_a_transformers_tables_hold_its_attention_products(tmp_path: Path) -> None:

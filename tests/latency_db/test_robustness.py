@@ -22,6 +22,7 @@ from mdp_trt.cli import main
 from mdp_trt.graph import analyze, load_model
 from mdp_trt.graph.input_shapes import with_input_shapes
 from mdp_trt.latency import GridConfig, MeasureProtocol, calibrate, get_backend, model_opset, profile_tables
+from mdp_trt.latency.protocol import InterleavedProtocol
 from mdp_trt.zoo import build
 
 FP = {"backend": "fake", "device": "cpu", "threads": 2, "batch": 1, "precision": "fp32"}
@@ -290,7 +291,8 @@ def seed_cache(model_path: Path, db: Path, grid: GridConfig) -> None:
     quick = MeasureProtocol(warmup_runs=1, min_runs=3, max_runs=3, max_seconds=0.01)
     with LatencyDB(db) as store:
         tables = profile_tables(structure, backend, store, grid=grid, protocol=quick, opset=model_opset(model)).tables
-        calibrate(model, structure, tables, backend, store, grid=grid, protocol=quick, rounds=1)
+        calibrate(model, structure, tables, backend, store, grid=grid,
+                  protocol=InterleavedProtocol(warmup_runs=1, warmup_seconds=0.0, min_pairs=3, max_pairs=3))
 
 
 def test_a_fully_cached_build_runs_on_a_read_only_database(tmp_path: Path, toy_path: Path, deny_writes, capsys) -> None:

@@ -19,7 +19,7 @@ import onnx
 
 from mdp_trt.errors import BackendUnavailable, InputError
 from mdp_trt.latency.backends.base import check_precision, input_feeds
-from mdp_trt.latency.backends.ort_profile import kernel_times_ms, read_profile
+from mdp_trt.latency.backends.ort_profile import kernel_times_ms, read_profile, with_sink
 from mdp_trt.latency.device import cpu_name, default_threads
 from mdp_trt.latency.measurement import Measurement
 from mdp_trt.latency.protocol import MeasureProtocol, Timer, summarize
@@ -96,8 +96,8 @@ class OrtBackend:
             "threads": self.threads,
             "batch": batch,
             "graph_optimization": "all",
-            # probes timed as profiler kernel time without edge reorders (see measure_probe)
-            "probe_timing": "kernels" if self.provider == "cpu" else "wall",
+            # probes timed as profiler kernel time without edge reorders, their output read (see measure_probe)
+            "probe_timing": "kernels-read" if self.provider == "cpu" else "wall",
             "estimate": False,
         }
 
@@ -156,12 +156,14 @@ class OrtBackend:
         self, model: onnx.ModelProto, protocol: MeasureProtocol, *, batch: int = 1, precision: str = "fp32"
     ) -> Measurement:
         """A probe's latency as its layer costs inside a whole model: per run, the profiler's kernel
-        times of its nodes without the layout reorders at its edges (see `ort_profile`). The
-        protocol decides how many runs on wall time; the statistics are over the kernel times of
-        the sampled runs (warm-up runs dropped). GPU providers launch kernels asynchronously, so
-        their profiler times are not kernel times: there the probe is timed whole."""
+        times of its nodes without the layout reorders at its edges, with its output read by a node that
+        is not timed either, as the next layer reads it in a model (see `ort_profile`). The protocol
+        decides how many runs on wall time; the statistics are over the kernel times of the sampled runs
+        (warm-up runs dropped). GPU providers launch kernels asynchronously, so their profiler times are
+        not kernel times: there the probe is timed whole."""
         if self.provider != "cpu":
             return self.measure(model, protocol, batch=batch, precision=precision)
+        model = with_sink(model)
         with tempfile.TemporaryDirectory(prefix="mdp-probe-") as tmp:
             sess = self.session(model, precision, profile_prefix=str(Path(tmp) / "probe"))
             wall = protocol.run(self._runner(sess, model, batch, precision))
