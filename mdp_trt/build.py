@@ -32,7 +32,7 @@ import onnx
 from rich.console import Console
 
 from mdp_trt import plots
-from mdp_trt.closed_loop import ROUNDS, closed_loop, dense_verdict, final_verification
+from mdp_trt.closed_loop import ROUNDS, closed_loop, dense_verdict, final_verification, first_budget
 from mdp_trt.compile import compile_model
 from mdp_trt.errors import BudgetError, InputError
 from mdp_trt.graph import Structure, analyze, load_model
@@ -232,7 +232,9 @@ def run_build(model_path: Path, out_dir: Path, config: BuildConfig, console: Con
         if dense.warning:
             console.print(f"[yellow]warning: {dense.warning}[/]", highlight=False, soft_wrap=True)
 
-    problem = problem_from_model(structure, scores, profile.tables, levels, calibration, target_ms,
+    predicted_dense_ms = predict_latency(structure, profile.tables, calibration, Plan())
+    budget_ms = first_budget(target_ms, dense_ms, predicted_dense_ms)
+    problem = problem_from_model(structure, scores, profile.tables, levels, calibration, budget_ms,
                                  use_blocks=config.blocks)
     rounds: list[dict] = []
     solver_info: dict = {"name": config.solver, "status": "skipped", "gap": 0.0, "seconds": 0.0}
@@ -246,7 +248,7 @@ def run_build(model_path: Path, out_dir: Path, config: BuildConfig, console: Con
         verification = {"ran": False, "skipped": "nothing was pruned"}
     else:
         with stages.stage("solve") as note:
-            floor = min_latency(problem)
+            floor = min_latency(problem) * dense_ms / predicted_dense_ms  # in the units of the target
             if floor > target_ms:
                 raise BudgetError(
                     f"the target of {target_ms:.3f} ms ({1000 * config.batch / target_ms:.1f} FPS) cannot be "
@@ -255,7 +257,8 @@ def run_build(model_path: Path, out_dir: Path, config: BuildConfig, console: Con
             note["detail"] = f"smallest reachable latency {floor:.3f} ms (predicted)"
         chosen = closed_loop(model, structure, scores, levels, problem, backend, target_ms, speedup=config.speedup,
                              solver=config.solver, rounds=config.rounds, time_limit=config.time_limit,
-                             batch=config.batch, precision=config.precision, stage=stages.stage)
+                             batch=config.batch, precision=config.precision, stage=stages.stage,
+                             budget_ms=budget_ms)
         rounds = chosen.rounds
         plan, pruned = chosen.plan, chosen.pruned
         predicted, solver_info, importance_kept = chosen.predicted_ms, chosen.solver, chosen.importance

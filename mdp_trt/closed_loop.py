@@ -45,6 +45,14 @@ ROUNDS = 5  # default number of solve-prune-measure rounds
 NOISE = COMPARE_PROTOCOL.rel_ci
 
 
+def first_budget(target_ms: float, dense_ms: float, predicted_dense_ms: float) -> float:
+    """The target in the predictions' units: its fraction of the dense latency measured now, times the dense
+    model's predicted latency. A calibration is stored and reused, and a shared host's speed moves by tens of
+    percent within minutes, so a prediction and a measurement taken at another time need not share units;
+    their ratios to dense do."""
+    return target_ms / dense_ms * predicted_dense_ms
+
+
 @contextlib.contextmanager
 def _silent(name: str, detail: str = "") -> Iterator[dict[str, str]]:
     """The default stage hook: no output (build passes its printer)."""
@@ -180,11 +188,12 @@ def closed_loop(model: onnx.ModelProto, structure: Structure, scores: Mapping[st
                 levels: Mapping[str, tuple[int, ...]], problem: Problem, backend: Backend, target_ms: float, *,
                 speedup: float | None = None, solver: str = "milp", rounds: int = ROUNDS,
                 time_limit: float | None = 60.0, batch: int = 1, precision: str = "fp32", stage: StageFn = _silent,
-                protocol: InterleavedProtocol = COMPARE_PROTOCOL) -> Attempt:
+                protocol: InterleavedProtocol = COMPARE_PROTOCOL, budget_ms: float | None = None) -> Attempt:
     """Bisect the solver's budget on measurements until a plan's interval is inside the target window.
 
-    `target_ms` is the target the budgets start from; with `speedup` the target is relative (dense / speedup
-    in each comparison's own window), else absolute. Each plan is timed against the dense model interleaved
+    The first budget is `budget_ms`, the target in the predictions' units (`first_budget`; default
+    `target_ms`); with `speedup` the target is relative (dense / speedup in each comparison's own window),
+    else absolute. Each plan is timed against the dense model interleaved
     and judged (`judge`). A plan whose interval is under the target by `NOISE` and within 5% of it
     (`Verdict.inside_window`) ends the loop. Otherwise the next budget is the plan's prediction scaled so
     that its latency lands under the target by the interval's own half-width plus `NOISE` (none for
@@ -202,7 +211,7 @@ def closed_loop(model: onnx.ModelProto, structure: Structure, scores: Mapping[st
     with the masked model is left to the caller, for the chosen plan only.
     """
     noise = 0.0 if backend.fingerprint(batch, precision).get("estimate") else NOISE
-    budget = target_ms / (1 + noise)
+    budget = (target_ms if budget_ms is None else budget_ms) / (1 + noise)
     met_budget, missed_budget = 0.0, float("inf")
     verdicts: dict[str, Verdict] = {}
     attempts: list[Attempt] = []

@@ -16,12 +16,12 @@ from typing import Any
 import onnx
 from rich.console import Console
 
-from latency_db import Entry, LatencyDB
+from latency_db import LatencyDB
 from mdp_trt.errors import InputError
 from mdp_trt.io import save_model_atomic, write_text_atomic
-from mdp_trt.latency.backends.base import Backend, measure_probe
+from mdp_trt.latency.backends.base import Backend
 from mdp_trt.latency.probes import build_probe
-from mdp_trt.latency.profile import ProbeTask, progress_bar
+from mdp_trt.latency.profile import ProbeTask, measure_into, progress_bar
 from mdp_trt.latency.protocol import PROBE_PROTOCOL, MeasureProtocol
 
 BUNDLE_FORMAT = "mdp-trt-probes/1"
@@ -96,28 +96,11 @@ def run_bundle(
     db.put_probes({p.signature: p.description for p in probes})
     present = db.get_entries(fp_hash, [(p.signature, p.k_in, p.k_out) for p in probes])
     missing = [p for p in probes if (p.signature, p.k_in, p.k_out) not in present]
-    with progress_bar(console, show_progress and bool(missing)) as progress:
-        bar = progress.add_task(f"measuring bundle on {backend.name}", total=len(missing))
-        for probe in missing:
-            path = directory / probe.file
-            if not path.resolve().is_relative_to(directory.resolve()):
-                raise InputError(f"{MANIFEST}: probe path {probe.file!r} leaves the bundle")
-            model = onnx.load(str(path))
-            m = measure_probe(backend, model, protocol, batch=batch, precision=precision)
-            db.put_entries(
-                fp_hash,
-                [
-                    Entry(
-                        probe.signature,
-                        probe.k_in,
-                        probe.k_out,
-                        m.median_ms,
-                        m.p10_ms,
-                        m.p90_ms,
-                        m.runs,
-                        m.seconds,
-                    )
-                ],
-            )
-            progress.advance(bar)
+    for probe in missing:
+        if not (directory / probe.file).resolve().is_relative_to(directory.resolve()):
+            raise InputError(f"{MANIFEST}: probe path {probe.file!r} leaves the bundle")
+    jobs = [((p.signature, p.k_in, p.k_out), lambda p=p: onnx.load(str(directory / p.file))) for p in missing]
+    measure_into({}, jobs, backend, db, fp_hash, batch=batch, precision=precision, protocol=protocol,
+                 progress=progress_bar(console, show_progress and bool(missing)),
+                 label=f"measuring bundle on {backend.name}")
     return len(missing), len(present)

@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from mdp_trt.closed_loop import ROUNDS, closed_loop
+from mdp_trt.closed_loop import ROUNDS, closed_loop, first_budget
 from mdp_trt.errors import InputError
 from mdp_trt.latency.backends import Backend, get_backend
 from mdp_trt.latency.bench import bench_model
 from mdp_trt.latency.calibrate import Calibration, calibrate, stored_calibration
 from mdp_trt.latency.grid import GridConfig, group_levels
+from mdp_trt.latency.predict import predict_latency
 from mdp_trt.latency.profile import model_opset, profile_tables
 from mdp_trt.latency.store import open_db, resolve_db_path
 from mdp_trt.latency.tables import LatencyTable
@@ -58,10 +59,11 @@ class PruningSetup:
     dense_ms: float
     batches: list[Batch]
 
-    def problem(self, target_ms: float) -> Problem:
-        """The solver's problem for one target, its tables scaled by the calibration law near it (as `build`)."""
+    def problem(self, budget_ms: float) -> Problem:
+        """The solver's problem for one budget (in the predictions' units, `first_budget`), its tables scaled by
+        the calibration law near it (as `build`)."""
         return problem_from_model(self.graph.structure, self.scores, self.tables, self.levels, self.calibration,
-                                  target_ms, use_blocks=self.blocks)
+                                  budget_ms, use_blocks=self.blocks)
 
 
 def prune(model: nn.Module, example_inputs: Inputs, data: Iterable[Batch], loss_fn: LossFn, *,
@@ -135,10 +137,11 @@ def plan_for(ready: PruningSetup, target_ms: float, solver: str = "milp", *, rou
     info: dict[str, Any] = {"target_ms": target_ms, "dense_ms": ready.dense_ms, "batch": ready.batch, "rounds": []}
     if ready.dense_ms <= target_ms:
         return Plan(extra={**info, "measured_ms": ready.dense_ms, "met": True})
+    predicted_dense_ms = predict_latency(ready.graph.structure, ready.tables, ready.calibration, Plan())
+    budget_ms = first_budget(target_ms, ready.dense_ms, predicted_dense_ms)
     chosen = closed_loop(ready.graph.onnx_model, ready.graph.structure, ready.scores, ready.levels,
-                         ready.problem(target_ms),
-                         ready.backend, target_ms, speedup=speedup, solver=solver, rounds=rounds,
-                         time_limit=time_limit, batch=ready.batch)
+                         ready.problem(budget_ms), ready.backend, target_ms, speedup=speedup, solver=solver,
+                         rounds=rounds, time_limit=time_limit, batch=ready.batch, budget_ms=budget_ms)
     plan = chosen.plan
     return Plan(plan.groups, plan.remove_blocks, {**plan.extra, **info, "rounds": chosen.rounds,
                                                   "measured_ms": chosen.measured_ms, "met": chosen.verdict.met,

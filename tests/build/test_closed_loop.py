@@ -11,15 +11,17 @@ import numpy as np
 import onnx
 import pytest
 
-from mdp_trt.closed_loop import MET, NOT_MET, UNDECIDED, closed_loop, judge
+from mdp_trt.closed_loop import MET, NOT_MET, UNDECIDED, closed_loop, first_budget, judge
 from mdp_trt.graph import analyze
 from mdp_trt.latency.backends import get_backend
 from mdp_trt.latency.calibrate import Calibration
 from mdp_trt.latency.grid import GridConfig, group_levels
 from mdp_trt.latency.measurement import Comparison, Measurement
+from mdp_trt.latency.predict import predict_latency
 from mdp_trt.latency.profile import profile_tables
 from mdp_trt.latency.protocol import COMPARE_PROTOCOL, InterleavedProtocol, Timer
 from mdp_trt.latency.store import LatencyDB
+from mdp_trt.prune import Plan
 from mdp_trt.solve.from_model import problem_from_model
 from mdp_trt.zoo import build
 
@@ -183,3 +185,24 @@ def test_an_absolute_target_is_met_only_at_the_slowest_dense_latency_the_window_
     assert high >= 0.5 * max(drifting.reference.segments_ms) and low <= 0.5 * min(drifting.reference.segments_ms)
     target = 0.5 * drifting.reference.median_ms
     assert judge(drifting, target_ms=target).decision == UNDECIDED, "the host moved more than the target's margin"
+
+
+def test_the_first_budget_is_the_target_in_the_predictions_units(toy, tmp_path):
+    """Predictions from a calibration taken on a host running half as fast as now are twice today's
+    measurements: the loop's first budget is the target's fraction of dense in those units, so its first plan
+    is the one it would have solved for had the units agreed."""
+    model, structure, scores, levels, _, dense_ms = toy
+    with LatencyDB(tmp_path / "lat.sqlite") as db:
+        tables = profile_tables(structure, get_backend("analytic"), db, grid=GRID).tables
+    slow = Calibration(2.0, 0.0)  # every prediction twice the quiet host's
+    problem = problem_from_model(structure, scores, tables, levels, slow)
+    target = 0.5 * dense_ms
+    budget = first_budget(target, dense_ms, predict_latency(structure, tables, slow, Plan()))
+    assert budget == pytest.approx(2 * target)
+    device = Scripted(model, dense_ms, target, [0.97])
+    chosen = closed_loop(model, structure, scores, levels, problem, device, target, protocol=DETERMINISTIC,
+                         budget_ms=budget)
+    reference, _ = run(toy, [0.97])
+    assert chosen.rounds[0]["budget_ms"] == pytest.approx(2 * reference.rounds[0]["budget_ms"])
+    assert chosen.rounds[0]["predicted_ms"] == pytest.approx(2 * reference.rounds[0]["predicted_ms"])
+    assert chosen.plan.groups == reference.plan.groups and chosen.plan.remove_blocks == reference.plan.remove_blocks

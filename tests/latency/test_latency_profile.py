@@ -167,6 +167,39 @@ def test_prediction_follows_the_plan(tmp_path: Path, toy) -> None:
         assert stored_calibration(db, backend, model, GridConfig(levels=2)) is None
 
 
+class Slowing:
+    """A shared host: every probe takes 1 ms, but a measurement made while the host is slow takes
+    `slow[i]` times that (the i-th measurement of each probe); later measurements are quiet."""
+
+    name = "slowing"
+
+    def __init__(self, slow: list[float]) -> None:
+        self.slow = slow
+        self.counts: dict[bytes, int] = {}
+
+    def fingerprint(self, batch: int, precision: str) -> dict:
+        return {"backend": self.name, "estimate": False}
+
+    def measure(self, model, protocol, *, batch: int = 1, precision: str = "fp32") -> Measurement:
+        key = model.SerializeToString()
+        index = self.counts[key] = self.counts.get(key, 0) + 1
+        ms = self.slow[index - 1] if index <= len(self.slow) else 1.0
+        return Measurement(ms, ms, ms, 1, 0.0)
+
+
+@pytest.mark.parametrize(("slow", "measurements"), [([], 2), ([1.02], 2), ([1.6], 3), ([1.6, 1.9, 1.3], 5)])
+def test_probes_are_measured_until_two_measurements_agree_on_the_fastest(tmp_path: Path, toy, slow,
+                                                                           measurements) -> None:
+    """A slowed measurement never becomes a table entry: a probe is measured again, in later passes, until
+    its two lowest medians agree within 3%; the entry is the lowest."""
+    _, structure = toy
+    host = Slowing(slow)
+    with LatencyDB(tmp_path / "lat.sqlite") as db:
+        result = profile_tables(structure, host, db, grid=GridConfig(levels=2))
+    assert set(host.counts.values()) == {measurements}
+    assert {float(v) for table in result.tables.values() for v in table.ms.ravel()} == {1.0}
+
+
 def _quiet_ms(model: onnx.ModelProto) -> float:
     """A made-up latency on a quiet host: 1 ms per 1000 weights."""
     return sum(int(np.prod(init.dims)) for init in model.graph.initializer) / 1000

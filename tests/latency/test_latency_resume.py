@@ -76,7 +76,8 @@ def test_killed_profile_resumes_without_duplicates(tmp_path: Path) -> None:
     twin = InstantTwin()
     with LatencyDB(db_path) as db:
         result = profile_tables(analyze(model), twin, db, grid=GRID)
-        assert twin.calls == total - done == result.measured
+        assert result.measured == total - done
+        assert twin.calls == 2 * result.measured  # a second pass, whose measurements agree with the first
         assert result.reused == done
         (stats,) = db.stats()
         assert stats.entries == total

@@ -33,15 +33,22 @@ EXPECTED = {("block.conv1", 8, 3), ("block.conv2", 3, 8), ("conv_out@in:g3", 16,
 
 class RecordingBackend:
     """A backend that 'measures' (estimate: False, so nothing is treated as an analytic estimate) and records
-    the channel counts of every probe it is handed. A probe takes 0.01 + 0.001 * sqrt(k_in * k_out) ms, which
-    no linear interpolation reproduces between levels; a whole model takes the analytic roofline's time."""
+    the channel counts of every probe it is handed, once per probe (profiling measures each probe until two
+    measurements agree: here, twice), and how many probe measurements it made. A probe takes
+    0.01 + 0.001 * sqrt(k_in * k_out) ms, which no linear interpolation reproduces between levels; a whole
+    model takes the analytic roofline's time."""
 
     name = "recording"
 
     def __init__(self) -> None:
         self.inner = get_backend("analytic")
-        self.probes: list[tuple[int, int]] = []
         self.models = 0
+        self.clear()
+
+    def clear(self) -> None:
+        self.probes: list[tuple[int, int]] = []
+        self.probe_measurements = 0
+        self._seen: set[bytes] = set()
 
     def fingerprint(self, batch: int, precision: str) -> dict[str, Any]:
         return {**self.inner.fingerprint(batch, precision), "backend": "recording", "estimate": False}
@@ -51,7 +58,10 @@ class RecordingBackend:
         if model.producer_name == "mdp-trt probe":
             (_, k_in, *_), (_, k_out, *_) = ([d.dim_value for d in v.type.tensor_type.shape.dim]
                                              for v in (*model.graph.input, *model.graph.output))
-            self.probes.append((k_in, k_out))
+            self.probe_measurements += 1
+            if (key := model.SerializeToString()) not in self._seen:
+                self._seen.add(key)
+                self.probes.append((k_in, k_out))
             ms = 0.01 + 0.001 * math.sqrt(k_in * k_out)
         else:
             self.models += 1
@@ -98,6 +108,7 @@ def test_off_grid_plan_measures_exactly_the_missing_probes_and_stores_them(
     db = tmp_path / "lat.sqlite"
     grid_probes = len(plan_probes(analyze(onnx.load(toy)), GRID).tasks)
     first = _predict(toy, _plan(tmp_path, OFF_GRID), db, capsys)
+    assert recorder.probe_measurements == 2 * len(recorder.probes)
     off_grid_probes = recorder.probes[grid_probes:]
     assert sorted(off_grid_probes) == sorted((k_in, k_out) for _, k_in, k_out in EXPECTED)
     assert first["off_grid"] == {"cells": 5, "probes": 4, "measured": 4, "from_db": 0, "interpolated": []}
@@ -105,10 +116,11 @@ def test_off_grid_plan_measures_exactly_the_missing_probes_and_stores_them(
     assert {(signatures[layer], k_in, k_out) for layer, k_in, k_out in EXPECTED} <= _stored(db)
     assert len(_stored(db)) == grid_probes + 4
 
-    recorder.probes.clear()
+    recorder.clear()
     models = recorder.models
     second = _predict(toy, _plan(tmp_path, OFF_GRID), db, capsys)
-    assert recorder.probes == [] and recorder.models == models  # tables, calibration and off-grid cells cached
+    # tables, calibration and off-grid cells cached
+    assert recorder.probe_measurements == 0 and recorder.models == models
     assert second["off_grid"]["measured"] == 0 and second["off_grid"]["from_db"] == 4
     assert second["latency_ms"] == pytest.approx(first["latency_ms"])
 
@@ -209,7 +221,7 @@ def test_depthwise_off_grid_probes_follow_their_output_group(tmp_path: Path) -> 
         width = next(k for k in range(grid_levels[0] + 1, group.size) if k not in grid_levels)
         levels = (max(k for k in grid_levels if k < width), min(k for k in grid_levels if k > width))
         plan = Plan({group.id: tuple(range(width))})
-        backend.probes.clear()
+        backend.clear()
         result = profile_off_grid(structure, profile, plan, backend, db)
         cell = next(c for c in result.cells if c.layer == depthwise.name)
         assert cell.out_between == levels and cell.k_out == width
