@@ -1,6 +1,7 @@
 """Profiling cost of zoo resnet50 at batch 1 on ONNX Runtime CPU: unique probes, dedup ratio, wall time.
 
-Each grid is profiled into a fresh database, so every unique probe is measured once.
+Each grid is profiled into a fresh database, so every unique probe is measured from scratch (in passes, until
+two measurements agree: see `latency.profile.measure_into`).
 Run: python benchmarks/profile_cost.py [--grids 8 4] [--threads 1]
 """
 

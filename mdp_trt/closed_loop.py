@@ -32,6 +32,7 @@ from mdp_trt.latency.protocol import COMPARE_PROTOCOL, Z_97_5, InterleavedProtoc
 from mdp_trt.prune import Plan, prune_model
 from mdp_trt.prune.verify import check_runs
 from mdp_trt.solve.from_model import plan_from_solution
+from mdp_trt.solve.min_latency import min_latency
 from mdp_trt.solve.problem import Problem
 from mdp_trt.solve.solvers import solve
 
@@ -200,7 +201,8 @@ def closed_loop(model: onnx.ModelProto, structure: Structure, scores: Mapping[st
     estimates), the interval's upper end then falling just under the target: a plan met with room to spare
     relaxes the budget, one not met (or undecided) tightens it. Once a met and a missed budget bracket the
     aim, the next budget is their geometric mean. A met plan whose interval is too wide to fit the window
-    and cannot be relaxed without its upper end crossing the target also ends the loop.
+    and cannot be relaxed without its upper end crossing the target also ends the loop. A budget below the
+    smallest reachable latency is raised to it, once: the fastest plan is timed before the loop gives up.
 
     The verifiable plan (`Verdict.verifiable`: met with room for the final verification's noise) with the
     most importance wins, then the met one, then the one whose latency is at or under the target but whose
@@ -217,13 +219,23 @@ def closed_loop(model: onnx.ModelProto, structure: Structure, scores: Mapping[st
     attempts: list[Attempt] = []
     history: list[dict] = []
     settled = _window_settled(target_ms, speedup, protocol.rel_ci)
+    floor = None  # the smallest reachable latency, once a budget fell below it
     for round_index in range(1, rounds + 1):
         with stage("solve") as note:
             try:
                 solution = solve(problem, solver, budget=budget, time_limit=time_limit)
             except BudgetError:
-                note["detail"] = f"round {round_index}: budget {budget:.3f} ms is below the smallest reachable"
-                break
+                if floor is not None:
+                    note["detail"] = f"round {round_index}: budget {budget:.3f} ms is below the smallest reachable"
+                    break
+                # A correction overshot the fastest plans: the smallest reachable latency is the last budget left
+                # to try, and the fastest plan may still meet the target that the prediction said it would miss.
+                floor = budget = min_latency(problem)
+                try:
+                    solution = solve(problem, solver, budget=budget, time_limit=time_limit)
+                except BudgetError:
+                    note["detail"] = f"round {round_index}: no plan at the smallest reachable latency {budget:.3f} ms"
+                    break
             plan = plan_from_solution(structure, scores, levels, solution, problem)
             note["detail"] = (f"round {round_index}: {solution.status}, importance kept {solution.objective:.4f}, "
                               f"predicted {solution.latency:.3f} ms, gap {solution.gap or 0:.2e}")
@@ -263,8 +275,8 @@ def closed_loop(model: onnx.ModelProto, structure: Structure, scores: Mapping[st
             proposal = (met_budget * missed_budget) ** 0.5
         elif verdict.verifiable and scale <= 1:
             break  # met, but its interval is wider than the window: relaxing would cross the target
-        if abs(proposal - budget) <= 1e-6 * budget:
-            break
+        if abs(proposal - budget) <= 1e-6 * budget or (floor is not None and proposal < floor):
+            break  # the same budget again, or one below the fastest plan already timed
         budget = proposal
     if not attempts:
         raise BudgetError(f"no plan could be found for the target of {target_ms:.3f} ms")

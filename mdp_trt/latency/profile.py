@@ -1,9 +1,10 @@
 """Profiling: fill every layer's latency table, measuring only what the database does not hold yet.
 
-Identical probes (same signature and channel counts) across layers are measured once. Each result is
-committed as soon as it is measured, so an interrupted run leaves a consistent database and the next
-run resumes where it stopped. `profile_off_grid` measures, the same way, the cells a given plan reads
-between grid levels; they are stored like any other probe, so the next plan that needs them reuses them.
+Identical probes (same signature and channel counts) across layers share one entry, measured in passes
+until two measurements agree (`measure_into`). Each result is committed as soon as it is measured, so an
+interrupted run leaves a consistent database and the next run resumes where it stopped.
+`profile_off_grid` measures, the same way, the cells a given plan reads between grid levels; they are
+stored like any other probe, so the next plan that needs them reuses them.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from mdp_trt.latency.protocol import COMPARE_PROTOCOL, InterleavedProtocol, Time
 from mdp_trt.latency.store import LatencyDB
 from mdp_trt.prune import Plan
 from mdp_trt.solve.from_model import problem_from_model
+from mdp_trt.solve.min_latency import min_latency
 from mdp_trt.zoo import build
 
 GRID = GridConfig(levels=8, align=8)
@@ -206,3 +207,14 @@ def test_the_first_budget_is_the_target_in_the_predictions_units(toy, tmp_path):
     assert chosen.rounds[0]["budget_ms"] == pytest.approx(2 * reference.rounds[0]["budget_ms"])
     assert chosen.rounds[0]["predicted_ms"] == pytest.approx(2 * reference.rounds[0]["predicted_ms"])
     assert chosen.plan.groups == reference.plan.groups and chosen.plan.remove_blocks == reference.plan.remove_blocks
+
+
+@pytest.mark.parametrize(("fastest", "decision"), [(0.97, MET), (1.3, NOT_MET)])
+def test_a_budget_below_the_fastest_plan_times_the_fastest_plan_once(toy, fastest, decision):
+    """A plan measured far over its prediction asks for a budget no plan reaches: the loop solves at the
+    smallest reachable latency instead of giving up, and stops there if that plan misses too."""
+    chosen, _ = run(toy, [50.0, fastest, 0.9])
+    problem = toy[4]
+    assert len(chosen.rounds) == 2
+    assert chosen.rounds[1]["budget_ms"] == pytest.approx(min_latency(problem))
+    assert chosen.rounds[1]["decision"] == decision
