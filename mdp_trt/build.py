@@ -32,7 +32,7 @@ import onnx
 from rich.console import Console
 
 from mdp_trt import plots
-from mdp_trt.closed_loop import ROUNDS, closed_loop, dense_verdict, final_verification, first_budget
+from mdp_trt.closed_loop import NOT_MET, ROUNDS, closed_loop, dense_verdict, final_verification, first_budget
 from mdp_trt.compile import compile_model
 from mdp_trt.errors import BudgetError, InputError
 from mdp_trt.graph import Structure, analyze, load_model
@@ -257,7 +257,7 @@ def run_build(model_path: Path, out_dir: Path, config: BuildConfig, console: Con
                              solver=config.solver, rounds=config.rounds, time_limit=config.time_limit,
                              batch=config.batch, precision=config.precision, stage=stages.stage,
                              budget_ms=budget_ms)
-        if floor > target_ms and not chosen.verdict.met:
+        if floor > target_ms and chosen.verdict.decision == NOT_MET:  # undecided: the final verification says
             raise BudgetError(
                 f"the target of {target_ms:.3f} ms ({1000 * config.batch / target_ms:.1f} FPS) cannot be met: the "
                 f"smallest reachable latency is {floor:.3f} ms ({1000 * config.batch / floor:.1f} FPS, predicted), "
