@@ -54,13 +54,13 @@ class Comparison:
     """A candidate model timed against a reference in one window (`protocol.InterleavedProtocol`).
 
     `ratio` is candidate / reference, the median of the per-pair ratios `pair_ratios` (pairs are adjacent in
-    time, so what the host does to both cancels in each); `ratio_ci` bounds it at 95% (order statistics over
-    the pairs). `reference` and `candidate` summarise each model's runs over the window; `reference_runs`
-    keeps the reference's runs in time order, from which the absolute decisions take the dense latency's
-    own interval. `scheme` is "interleaved" (both models loaded, runs or small blocks alternating), "sequential
-    blocks" (a backend that can only time one model at a time: short alternating measurements, each loading
-    its model again) or "estimate" (nothing ran: the ratio is exact).
-    """
+    time, so what the host does to both cancels in each); `ratio_ci` bounds it at 95% (order statistics
+    over the pairs, widened to their segments' spread: `protocol.pairs_ci`). `reference` and `candidate`
+    summarise each model's runs over the window; `reference_runs` keeps the reference's runs in time
+    order, from which the absolute decisions take the dense latency's own interval. `scheme` is
+    "interleaved" (both models loaded, runs or small blocks alternating), "sequential blocks" (a backend
+    that can only time one model at a time: short alternating measurements, each loading its model again)
+    or "estimate" (nothing ran: the ratio is exact)."""
 
     ratio: float
     ratio_ci: tuple[float, float]

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import pytest
 
-from mdp_trt.closed_loop import MET, NOT_MET, UNDECIDED, closed_loop, first_budget, judge
+from mdp_trt.closed_loop import MET, NOISE, NOT_MET, UNDECIDED, Verdict, closed_loop, first_budget, judge
 from mdp_trt.graph import analyze
 from mdp_trt.latency.backends import get_backend
 from mdp_trt.latency.calibrate import Calibration
@@ -156,6 +156,25 @@ def test_a_pruned_model_ort_cannot_run_ends_the_loop_as_a_verification_error_bef
 
 
 # --- verdicts ---------------------------------------------------------------------------------------------
+
+
+def verdict_at(low: float, latency: float, high: float, scheme: str = "interleaved") -> Verdict:
+    """A verdict on a plan measured at `latency` ms [low, high] against a target of 1 ms (dense at 2 ms)."""
+    return Verdict(1.0, 2.0, latency / 2, (low / 2, high / 2), (low, high), False, scheme, 50, 6.0, 0.0)
+
+
+def test_a_wide_interval_needs_as_much_room_again_under_the_target_to_be_verifiable() -> None:
+    """The next window sees the plan anywhere in its interval: met at 0.98 with a half-width of 2.6% is not
+    verifiable (0.98 x 1.026 is over the target), the same upper end with a ±0.5% interval is (NOISE)."""
+    wide, narrow = verdict_at(0.93, 0.955, 0.98), verdict_at(0.970, 0.975, 0.98)
+    assert wide.met and narrow.met
+    assert wide.margin == pytest.approx(0.025 / 0.955) and not wide.verifiable
+    assert narrow.margin == NOISE and narrow.verifiable
+
+
+def test_an_estimate_is_repeated_exactly_and_needs_no_margin() -> None:
+    exact = verdict_at(0.999, 0.999, 0.999, scheme="estimate")
+    assert exact.margin == 0.0 and exact.verifiable
 
 
 def drifting_comparison(slowdown: float) -> Comparison:

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mdp_trt.latency.bench import BenchResult
-from mdp_trt.latency.protocol import MeasureProtocol, median_ci, median_rel_halfwidth, summarize
+from mdp_trt.latency.protocol import (
+    T_QUANTILES,
+    Z_95,
+    Z_97_5,
+    MeasureProtocol,
+    median_ci,
+    median_rel_halfwidth,
+    pairs_ci,
+    summarize,
+)
 
 
 class FakeDevice:
@@ -104,3 +115,54 @@ def test_bench_states_its_interval_and_warns_when_the_host_drifted() -> None:
     assert data["fps_ci"] == pytest.approx([4000.0 / high, 4000.0 / low])
     quiet = BenchResult(summarize((2.0 * rng.lognormal(0, 0.02, 200)).tolist(), 1.0), batch=4, backend="ort")
     assert quiet.warning is None and not quiet.to_json()["drifted"]
+
+
+def pair_ratios(seed: int, lasting: float, pairs_per_state: int, pairs: int = 48) -> list[float]:
+    """A window's pair ratios for a plan at 0.5x dense: run-to-run noise of 1%, and host states that slow the
+    two models unevenly by `lasting` (log-normal sigma), each lasting `pairs_per_state` pairs."""
+    rng = np.random.default_rng(seed)
+    states = np.repeat(rng.normal(0.0, lasting, pairs // pairs_per_state + 1), pairs_per_state)[:pairs]
+    return list(0.5 * np.exp(states + rng.normal(0.0, 0.01, pairs)))
+
+
+def coverage_and_width(interval, lasting: float, pairs_per_state: int) -> tuple[float, float]:
+    """How often `interval` holds the plan's ratio on the host's average state, over 400 windows, and its mean
+    width."""
+    intervals = [interval(pair_ratios(seed, lasting, pairs_per_state)) for seed in range(400)]
+    return (float(np.mean([low <= 0.5 <= high for low, high in intervals])),
+            float(np.mean([high - low for low, high in intervals])))
+
+
+def test_slowdowns_that_last_several_pairs_widen_the_ratios_interval_to_hold_it() -> None:
+    """Neighbouring pairs that share a host state are not independent: order statistics over them hold the
+    ratio far less often than their 95% says; the segments' spread restores it."""
+    order_coverage, _ = coverage_and_width(median_ci, 0.02, 5)
+    segments_coverage, _ = coverage_and_width(pairs_ci, 0.02, 5)
+    assert order_coverage < 0.8
+    assert segments_coverage > 0.88
+
+
+def test_a_host_whose_pairs_are_independent_pays_little_for_the_segments() -> None:
+    order_coverage, order_width = coverage_and_width(median_ci, 0.0, 1)
+    segments_coverage, segments_width = coverage_and_width(pairs_ci, 0.0, 1)
+    assert order_coverage > 0.93 and segments_coverage > 0.93
+    assert segments_width < 1.2 * order_width
+
+
+def test_too_few_pairs_for_four_segments_take_order_statistics_alone() -> None:
+    ratios = pair_ratios(0, 0.05, 2, pairs=22)
+    assert pairs_ci(ratios) == median_ci(ratios)
+    longer = pair_ratios(0, 0.05, 2, pairs=24)
+    low, high = pairs_ci(longer)
+    order_low, order_high = median_ci(longer)
+    assert low <= order_low and high >= order_high and (low, high) != (order_low, order_high)
+
+
+@pytest.mark.parametrize(("z", "confidence"), [(Z_95, 0.95), (Z_97_5, 0.975)])
+def test_the_t_quantiles_are_students(z: float, confidence: float) -> None:
+    """Each tabled quantile leaves (1 - confidence) / 2 in the tail of Student's t density, integrated here."""
+    for dof, quantile in enumerate(T_QUANTILES[z], start=3):
+        x = np.linspace(0.0, quantile, 200001)
+        density = (math.gamma((dof + 1) / 2) / (math.sqrt(dof * math.pi) * math.gamma(dof / 2))
+                   * (1 + x**2 / dof) ** (-(dof + 1) / 2))
+        assert 0.5 + float(np.trapezoid(density, x)) == pytest.approx(0.5 + confidence / 2, abs=2e-4)
