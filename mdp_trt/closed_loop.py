@@ -316,13 +316,15 @@ def closed_loop(model: onnx.ModelProto, structure: Structure, scores: Mapping[st
 
 def _window_settled(target_ms: float, speedup: float | None, rel_ci: float) -> Settled:
     """When a round's comparison may stop: once its ratio is known to `rel_ci`, or once the loop's next step
-    is decided whatever more pairs say (inside the window, clearly over the target, or clearly more than 5%
-    under it)."""
+    is decided whatever more pairs say: inside the window, clearly over the target, or verifiable with more
+    than 5% to spare (its interval and margin under the target: a plan under it by less is tightened, and
+    a wide interval more pairs could narrow must not decide that alone)."""
 
     def settled(comparison: Comparison) -> bool:
         verdict = judge(comparison, target_ms, speedup)
         low, high = verdict.latency_ci_ms
-        decided = verdict.inside_window or low > verdict.target_ms or high * TIGHT < verdict.target_ms
+        relax = high * (1 + verdict.margin) * TIGHT < verdict.target_ms
+        decided = verdict.inside_window or low > verdict.target_ms or relax
         low_ratio, high_ratio = comparison.ratio_ci
         return decided or (high_ratio - low_ratio) / 2 <= rel_ci * comparison.ratio
 

@@ -11,7 +11,17 @@ import numpy as np
 import onnx
 import pytest
 
-from mdp_trt.closed_loop import MET, NOISE, NOT_MET, UNDECIDED, Verdict, closed_loop, first_budget, judge
+from mdp_trt.closed_loop import (
+    MET,
+    NOISE,
+    NOT_MET,
+    UNDECIDED,
+    Verdict,
+    _window_settled,
+    closed_loop,
+    first_budget,
+    judge,
+)
 from mdp_trt.graph import analyze
 from mdp_trt.latency.backends import get_backend
 from mdp_trt.latency.calibrate import Calibration
@@ -19,7 +29,7 @@ from mdp_trt.latency.grid import GridConfig, group_levels
 from mdp_trt.latency.measurement import Comparison, Measurement
 from mdp_trt.latency.predict import predict_latency
 from mdp_trt.latency.profile import profile_tables
-from mdp_trt.latency.protocol import COMPARE_PROTOCOL, InterleavedProtocol, Timer
+from mdp_trt.latency.protocol import COMPARE_PROTOCOL, InterleavedProtocol, Timer, summarize
 from mdp_trt.latency.store import LatencyDB
 from mdp_trt.prune import Plan
 from mdp_trt.solve.from_model import problem_from_model
@@ -175,6 +185,21 @@ def test_a_wide_interval_needs_as_much_room_again_under_the_target_to_be_verifia
 def test_an_estimate_is_repeated_exactly_and_needs_no_margin() -> None:
     exact = verdict_at(0.999, 0.999, 0.999, scheme="estimate")
     assert exact.margin == 0.0 and exact.verifiable
+
+
+def comparison_at(ratio: float, low: float, high: float) -> Comparison:
+    """A window that measured a plan at `ratio` of dense [low, high], dense at 1 ms."""
+    return Comparison(ratio, (low, high), summarize([1.0] * 40, 1.0), summarize([ratio] * 40, 1.0),
+                      (ratio,) * 40, (1.0,) * 40, 1.0, "interleaved")
+
+
+def test_a_round_well_under_the_target_samples_on_while_its_interval_is_too_wide_to_relax_on() -> None:
+    """0.7x [0.52, 0.88] against 0.95x is met, and more than 5% under, but not with its margin: relaxing on
+    it could cross the target, so the window goes on; 0.7x [0.69, 0.71] is decided."""
+    settled = _window_settled(0.0, 1 / 0.95, 0.01)
+    assert not settled(comparison_at(0.7, 0.52, 0.88))
+    assert settled(comparison_at(0.7, 0.69, 0.71))
+    assert settled(comparison_at(1.1, 1.0, 1.2)), "clearly over"
 
 
 def drifting_comparison(slowdown: float) -> Comparison:
