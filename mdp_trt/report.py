@@ -109,8 +109,11 @@ class Report:
         table.add_column("")
         table.add_column("dense", justify="right")
         table.add_column("pruned", justify="right")
-        table.add_row("latency (ms, measured)", f"{self.dense.latency_ms:.3f}", f"{self.pruned.latency_ms:.3f}")
-        table.add_row(f"FPS at batch {self.target['batch']}", f"{self.dense.fps:.1f}", f"{self.pruned.fps:.1f}")
+        # Both columns from the final verification's window: the pruned latency is its ratio times the dense
+        # latency timed alongside, and the build's first dense bench may have met another host state.
+        dense_ms, batch = self.measured["dense_ms"], self.target["batch"]
+        table.add_row("latency (ms, measured together)", f"{dense_ms:.3f}", f"{self.pruned.latency_ms:.3f}")
+        table.add_row(f"FPS at batch {batch}", f"{1000.0 * batch / dense_ms:.1f}", f"{self.pruned.fps:.1f}")
         low, high = self.measured["ratio_ci"]
         table.add_row("vs dense (measured, 95%)", "1", f"{self.measured['ratio']:.3f} [{low:.3f}, {high:.3f}]")
         table.add_row("latency (ms, predicted)", "", f"{self.predicted_latency_ms:.3f}")
