@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -125,7 +126,8 @@ def pair_ratios(seed: int, lasting: float, pairs_per_state: int, pairs: int = 48
     return list(0.5 * np.exp(states + rng.normal(0.0, 0.01, pairs)))
 
 
-def coverage_and_width(interval, lasting: float, pairs_per_state: int) -> tuple[float, float]:
+def coverage_and_width(interval: Callable[[list[float]], tuple[float, float]], lasting: float,
+                       pairs_per_state: int) -> tuple[float, float]:
     """How often `interval` holds the plan's ratio on the host's average state, over 400 windows, and its mean
     width."""
     intervals = [interval(pair_ratios(seed, lasting, pairs_per_state)) for seed in range(400)]
