@@ -29,7 +29,7 @@ A model file with a fixed batch other than --batch is run with its batch axis se
 export_families.py are at batch 1 and have no size computed from the batch).
 
 Run: python benchmarks/latency_model.py [--models resnet50 mobilenet_v2] [--model-file F.onnx ...]
-     [--threads 1 2 all] [--batch 1 8] [--plans 10] [--kinds on-grid off-grid] [--grid 4]
+     [--threads 1 2 all] [--batch 1 8] [--plans 10] [--kinds on-grid off-grid] [--grid 4] [--align 8]
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ def evaluate(name: str, threads: int, batch: int, args: argparse.Namespace, db: 
     model = load_subject(name, args, batch)
     structure = analyze(model)
     backend = get_backend("ort", threads=threads)
-    grid = GridConfig(levels=args.grid)
+    grid = GridConfig(levels=args.grid, align=args.align)
     t0 = time.perf_counter()
     load = OtherLoad()
     profile = profile_tables(structure, backend, db, batch=batch, grid=grid, opset=model_opset(model),
@@ -322,6 +322,7 @@ def main() -> None:
     parser.add_argument("--plans", type=int, default=10, help="random plans per kind")
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     parser.add_argument("--grid", type=int, default=4, help="grid levels per group (profile --grid)")
+    parser.add_argument("--align", type=int, default=8, help="grid widths are multiples of A (profile --align)")
     parser.add_argument("--seconds", type=float, default=COMPARE_PROTOCOL.max_seconds,
                         help="most seconds of interleaved timing per plan (it stops earlier at a ±1%% ratio CI)")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
