@@ -325,8 +325,7 @@ def _window_settled(target_ms: float, speedup: float | None, rel_ci: float) -> S
         low, high = verdict.latency_ci_ms
         relax = high * (1 + verdict.margin) * TIGHT < verdict.target_ms
         decided = verdict.inside_window or low > verdict.target_ms or relax
-        low_ratio, high_ratio = comparison.ratio_ci
-        return decided or (high_ratio - low_ratio) / 2 <= rel_ci * comparison.ratio
+        return decided or comparison.precision <= rel_ci
 
     return settled
 
@@ -341,9 +340,7 @@ def final_verification(model: onnx.ModelProto, pruned: onnx.ModelProto, backend:
     round's cap), so that a noisy host's verdict spans more of its states."""
 
     def settled(comparison: Comparison) -> bool:
-        low, high = comparison.ratio_ci
-        precise = (high - low) / 2 <= protocol.rel_ci * comparison.ratio
-        return precise and judge(comparison, target_ms, speedup).decision != UNDECIDED
+        return comparison.precision <= protocol.rel_ci and judge(comparison, target_ms, speedup).decision != UNDECIDED
 
     comparison = compare_models(model, pruned, backend, batch=batch, precision=precision, protocol=protocol,
                                 settled=settled)

@@ -76,5 +76,11 @@ class Comparison:
         return len(self.pair_ratios)
 
     @property
+    def precision(self) -> float:
+        """The ratio's stated precision: its interval's half-width over the ratio (0.01 is ±1%)."""
+        low, high = self.ratio_ci
+        return (high - low) / 2 / self.ratio if self.ratio > 0 else 0.0
+
+    @property
     def estimate(self) -> bool:
         return self.scheme == "estimate"

@@ -148,11 +148,8 @@ class InterleavedProtocol:
             n = len(ratios)
             if n >= next_check:
                 next_check = max(n + 1, int(n * 1.1))
-                if settled is None:
-                    low, high = pairs_ci(ratios)
-                    if (high - low) / 2 <= self.rel_ci * float(np.median(ratios)):
-                        break
-                elif settled(_comparison(ratios, ref_runs, cand_runs, clock() - t0, scheme)):
+                so_far = _comparison(ratios, ref_runs, cand_runs, clock() - t0, scheme)
+                if so_far.precision <= self.rel_ci if settled is None else settled(so_far):
                     break
             if clock() - t_sample >= self.max_seconds and n >= self.min_pairs_on_cap:
                 break
