@@ -29,7 +29,7 @@ A model file with a fixed batch other than --batch is run with its batch axis se
 export_families.py are at batch 1 and have no size computed from the batch).
 
 Run: python benchmarks/latency_model.py [--models resnet50 mobilenet_v2] [--model-file F.onnx ...]
-     [--threads 1 2 all] [--batch 1 8] [--plans 10] [--kinds on-grid off-grid] [--grid 4] [--align 8]
+     [--threads 1 2 all] [--batch 1 8] [--plans 10] [--kinds on-grid off-grid] [--grid 4] [--align A]
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ from mdp_trt.graph.structure import Group, Structure
 from mdp_trt.io import write_text_atomic
 from mdp_trt.latency import GridConfig, get_backend, layer_sum, model_opset, profile_tables
 from mdp_trt.latency.backends import Backend
+from mdp_trt.latency.backends.base import channel_multiple
 from mdp_trt.latency.bench import compare_models
 from mdp_trt.latency.calibrate import (
     DEFAULT_POINTS,
@@ -220,14 +221,15 @@ def evaluate(name: str, threads: int, batch: int, args: argparse.Namespace, db: 
     model = load_subject(name, args, batch)
     structure = analyze(model)
     backend = get_backend("ort", threads=threads)
-    grid = GridConfig(levels=args.grid, align=args.align)
+    grid = GridConfig(levels=args.grid, align=args.align or channel_multiple(backend))
     t0 = time.perf_counter()
     load = OtherLoad()
     profile = profile_tables(structure, backend, db, batch=batch, grid=grid, opset=model_opset(model),
                              show_progress=args.progress)
     tables = profile.tables
-    print(f"{name} threads={threads} batch={batch}: {profile.unique_probes} probes ({profile.measured} measured) "
-          f"in {time.perf_counter() - t0:.0f} s, other processes {load.cores():.2f} cores", flush=True)
+    print(f"{name} threads={threads} batch={batch} align={grid.align}: {profile.unique_probes} probes "
+          f"({profile.measured} measured) in {time.perf_counter() - t0:.0f} s, other processes "
+          f"{load.cores():.2f} cores", flush=True)
 
     load = OtherLoad()
     cal_plans = calibration_plans(structure, grid, count=DEFAULT_POINTS, seed=0)
@@ -322,7 +324,8 @@ def main() -> None:
     parser.add_argument("--plans", type=int, default=10, help="random plans per kind")
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     parser.add_argument("--grid", type=int, default=4, help="grid levels per group (profile --grid)")
-    parser.add_argument("--align", type=int, default=8, help="grid widths are multiples of A (profile --align)")
+    parser.add_argument("--align", type=int, default=None,
+                        help="grid widths are multiples of A (profile --align; default: the backend's multiple)")
     parser.add_argument("--seconds", type=float, default=COMPARE_PROTOCOL.max_seconds,
                         help="most seconds of interleaved timing per plan (it stops earlier at a ±1%% ratio CI)")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",

@@ -41,7 +41,7 @@ from mdp_trt.importance import channel_scores, load_scores
 from mdp_trt.importance.from_file import read_scores
 from mdp_trt.io import check_writable, save_model_atomic, write_json_atomic
 from mdp_trt.latency.backends import get_backend
-from mdp_trt.latency.backends.base import check_precision
+from mdp_trt.latency.backends.base import channel_multiple, check_precision
 from mdp_trt.latency.bench import bench_model, check_batch
 from mdp_trt.latency.calibrate import calibrate, stored_calibration
 from mdp_trt.latency.grid import GridConfig, group_levels
@@ -72,7 +72,7 @@ class BuildConfig:
     solver: str = "milp"
     importance: str = "magnitude"  # or the path of an .npz file
     grid: int = 8
-    align: int = 8
+    align: int | None = None  # None: the backend's channel multiple (`base.channel_multiple`)
     blocks: bool = True
     threads: int | None = None
     rounds: int = ROUNDS
@@ -194,7 +194,9 @@ def run_build(model_path: Path, out_dir: Path, config: BuildConfig, console: Con
     """
     config.check()
     check_output_folder(Path(model_path), Path(out_dir))
-    grid = GridConfig(levels=config.grid, align=config.align)
+    db_path = resolve_db_path(config.db)
+    backend = get_backend(config.backend, threads=config.threads, db_path=db_path)
+    grid = GridConfig(levels=config.grid, align=config.align or channel_multiple(backend))
     stages = Stages(console)
     with stages.stage("analyse") as note:
         model = load_model(model_path)
@@ -203,12 +205,10 @@ def run_build(model_path: Path, out_dir: Path, config: BuildConfig, console: Con
         structure = analyze(model)
         levels = group_levels(structure, grid)
         note["detail"] = (f"{len(structure.prunable_groups)} prunable groups, {len(structure.layers)} layers, "
-                          f"{len(structure.blocks)} blocks")
+                          f"{len(structure.blocks)} blocks; widths in multiples of {grid.align}")
     with stages.stage("score") as note:
         scores = _scores(config.importance, model, structure)
         note["detail"] = "magnitude (BN-folded filter L2)" if config.importance == "magnitude" else config.importance
-    db_path = resolve_db_path(config.db)
-    backend = get_backend(config.backend, threads=config.threads, db_path=db_path)
     with open_db(db_path) as db:
         with stages.stage("profile") as note:
             profile = profile_tables(structure, backend, db, batch=config.batch, precision=config.precision,
@@ -300,6 +300,7 @@ def run_build(model_path: Path, out_dir: Path, config: BuildConfig, console: Con
             solver=solver_info,
             profiling={"measured": profile.measured, "cached": profile.reused, "unique_probes":
                        profile.unique_probes, "seconds": profile.seconds, "database": str(db_path),
+                       "grid": {"levels": grid.levels, "align": grid.align},
                        "calibration": {"scale": calibration.scale, "offset_ms": calibration.offset_ms,
                                        "residuals_pct": calibration.residuals_pct}},
             stages=stages.seconds,

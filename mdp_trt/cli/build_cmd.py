@@ -39,7 +39,7 @@ def build_command(
                                    "scores keyed by group id or weight name, and optional block scores keyed by "
                                    "block id (mdp_trt.torch.save_importance writes one)."),
     grid: GridOption = 8,
-    align: AlignOption = 8,
+    align: AlignOption = None,
     no_blocks: bool = typer.Option(False, "--no-blocks", help="Never remove residual blocks."),
     threads: ThreadsOption = None,
     rounds: int = typer.Option(5, "--rounds", min=1, help="Closed-loop rounds (at least 1): re-solve with a "

@@ -29,6 +29,7 @@ from mdp_trt.latency import (
     profile_tables,
     stored_calibration,
 )
+from mdp_trt.latency.backends.base import channel_multiple
 from mdp_trt.latency.decompose import layer_name
 from mdp_trt.latency.profile import OffGridResult, profile_off_grid
 from mdp_trt.prune import Plan
@@ -43,7 +44,7 @@ def predict_command(
     precision: PrecisionOption = "fp32",
     db: DbOption = None,
     grid: GridOption = 8,
-    align: AlignOption = 8,
+    align: AlignOption = None,
     threads: ThreadsOption = None,
     interpolate: bool = typer.Option(
         False, "--interpolate", help="Measure no probe off the profiled grid: interpolate between grid levels "
@@ -57,8 +58,8 @@ def predict_command(
     structure = analyze(onnx_model)
     plan = Plan.load(plan_file)
     plan.validate(structure)
-    grid_config = GridConfig(levels=grid, align=align)
     timer = get_backend(backend, threads=threads, db_path=db)
+    grid_config = GridConfig(levels=grid, align=align or channel_multiple(timer))
     with open_db(db) as store:
         result = profile_tables(
             structure,

@@ -34,6 +34,7 @@ from mdp_trt.latency import (
 )
 from mdp_trt.latency import profile_tables as run_profile
 from mdp_trt.latency.backends import Backend
+from mdp_trt.latency.backends.base import GENERIC_CHANNEL_MULTIPLE, channel_multiple
 from mdp_trt.latency.bench import check_batch
 from mdp_trt.latency.bundle import export_bundle, run_bundle
 from mdp_trt.latency.profile import ProbeTask, estimate_seconds
@@ -47,7 +48,7 @@ def profile_command(
     precision: PrecisionOption = "fp32",
     db: DbOption = None,
     grid: GridOption = 8,
-    align: AlignOption = 8,
+    align: AlignOption = None,
     threads: ThreadsOption = None,
     max_seconds: float = typer.Option(
         PROBE_PROTOCOL.max_seconds,
@@ -87,17 +88,19 @@ def profile_command(
     check_batch(onnx_model, batch)
     onnx_model = with_input_shapes(onnx_model, shapes, batch)
     structure = analyze(onnx_model)
-    grid_config = GridConfig(levels=grid, align=align)
+    # probes exported for a remote device are planned without its backend: at the generic multiple by default
+    timer = None if export_probes is not None else get_backend(backend, threads=threads, db_path=db)
+    grid_config = GridConfig(levels=grid, align=align or (GENERIC_CHANNEL_MULTIPLE if timer is None
+                                                          else channel_multiple(timer)))
     plan = plan_probes(structure, grid_config, model_opset(onnx_model))
     summary = (
         f"{len(structure.layers)} layers, {plan.cells} table cells, {len(plan.tasks)} unique probes "
-        f"(dedup ratio {plan.dedup_ratio:.2f})"
+        f"(dedup ratio {plan.dedup_ratio:.2f}), widths in multiples of {grid_config.align}"
     )
-    if export_probes is not None:
+    if timer is None:
         count = export_bundle(plan.tasks.values(), export_probes, batch=batch, precision=precision)
         console.print(f"{summary}; wrote {count} probes and manifest.json to {export_probes}", soft_wrap=True)
         return
-    timer = get_backend(backend, threads=threads, db_path=db)
     if dry_run:
         _dry_run(summary, plan.tasks, timer, db, protocol, batch=batch, precision=precision)
         return

@@ -24,6 +24,7 @@ from torch import nn
 from mdp_trt.closed_loop import ROUNDS, closed_loop, first_budget
 from mdp_trt.errors import InputError
 from mdp_trt.latency.backends import Backend, get_backend
+from mdp_trt.latency.backends.base import channel_multiple
 from mdp_trt.latency.bench import bench_model
 from mdp_trt.latency.calibrate import Calibration, calibrate, stored_calibration
 from mdp_trt.latency.grid import GridConfig, group_levels
@@ -68,7 +69,7 @@ class PruningSetup:
 
 def prune(model: nn.Module, example_inputs: Inputs, data: Iterable[Batch], loss_fn: LossFn, *,
           fps: float | None = None, latency_ms: float | None = None, speedup: float | None = None,
-          batch: int = 1, backend: str = "ort", solver: str = "milp", grid: int = 8, align: int = 8,
+          batch: int = 1, backend: str = "ort", solver: str = "milp", grid: int = 8, align: int | None = None,
           db: str | Path | None = None, steps: int = 32, threads: int | None = None, blocks: bool = True,
           rounds: int = ROUNDS, time_limit: float | None = 60.0) -> tuple[nn.Module, Plan]:
     """Prune `model` for one target, as `build` takes them: `fps` (images/s at `batch`), `latency_ms`
@@ -88,18 +89,19 @@ def prune(model: nn.Module, example_inputs: Inputs, data: Iterable[Batch], loss_
 
 
 def setup(model: nn.Module, example_inputs: Inputs, data: Iterable[Batch], loss_fn: LossFn, *,
-          batch: int = 1, backend: str = "ort", grid: int = 8, align: int = 8, db: str | Path | None = None,
+          batch: int = 1, backend: str = "ort", grid: int = 8, align: int | None = None, db: str | Path | None = None,
           steps: int = 32, threads: int | None = None, blocks: bool = True) -> PruningSetup:
-    """Trace, score, profile (only what the database lacks), calibrate and measure the dense model."""
+    """Trace, score, profile (only what the database lacks), calibrate and measure the dense model. Widths
+    are multiples of `align`, by default the backend's channel multiple (`base.channel_multiple`)."""
     graph = trace(model, example_inputs)
     structure = graph.structure
     # Block scores need each block's branch module, so a block PyTorch cannot remove fails here, before profiling.
     batches = first_batches(data, steps)
     scores = model_scores(model, graph, batches, loss_fn, example_inputs, blocks=blocks)
-    grid_config = GridConfig(levels=grid, align=align)
-    levels = group_levels(structure, grid_config)
     db_path = resolve_db_path(db)
     device = get_backend(backend, threads=threads, db_path=db_path)
+    grid_config = GridConfig(levels=grid, align=align or channel_multiple(device))
+    levels = group_levels(structure, grid_config)
     onnx_model = graph.onnx_model
     with open_db(db_path) as store:
         tables = profile_tables(structure, device, store, batch=batch, grid=grid_config,

@@ -11,6 +11,7 @@ import pytest
 import mdp_trt.build as build_module
 from mdp_trt.cli import main
 from mdp_trt.io import save_model_atomic
+from mdp_trt.latency.backends.ort import nchwc_block
 from mdp_trt.zoo import build as zoo_build
 
 REPORT_KEYS = {"target", "backend", "dense", "predicted", "measured", "importance_kept", "groups",
@@ -73,6 +74,7 @@ def test_outputs_and_report_schema(pruned_build):
     assert 0 < report["importance_kept"] <= 1
     assert report["backend"]["name"] == "ort" and report["backend"]["estimate"] is False
     assert report["rounds"], "the closed loop records its rounds"
+    assert report["profiling"]["grid"] == {"levels": 3, "align": nchwc_block() or 8}, "the host's NCHWc block"
     onnx.checker.check_model(str(out / "model.pruned.onnx"), full_check=True)
 
 
@@ -153,6 +155,7 @@ def test_block_scores_in_an_importance_file_price_removing_the_block(workdir, tm
     out = tmp_path / "out"
     exit_code_matches_report(main(args(workdir, out, "--speedup", "1.1", "--align", "2", "--no-plots",
                                        "--importance", str(tmp_path / "scores.npz"))), out)
+    assert json.loads((out / "report.json").read_text())["profiling"]["grid"]["align"] == 2, "--align overrides"
     problem = json.loads((out / "problem.json").read_text())
     (term,) = [layer for layer in problem["layers"] if layer["id"] == f"importance:{block.id}"]
     assert term["block"] == block.id and term["importance"][0] > 0.5, "the block outweighs all its groups"

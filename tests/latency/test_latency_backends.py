@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import platform
+from pathlib import Path
+
 import onnx
 import onnxruntime as ort
 import pytest
@@ -10,6 +14,8 @@ from onnx import TensorProto, helper
 from mdp_trt.errors import BackendUnavailable, InputError
 from mdp_trt.latency.backends import get_backend, input_feeds, input_shapes, session_options
 from mdp_trt.latency.backends.analytic import AnalyticBackend
+from mdp_trt.latency.backends.base import GENERIC_CHANNEL_MULTIPLE, channel_multiple
+from mdp_trt.latency.backends.ort import NCHWC_DOMAIN, OrtBackend, block_of_optimized, nchwc_block
 from mdp_trt.latency.probes import ProbeSpec, build_probe
 from mdp_trt.latency.protocol import MeasureProtocol
 from tests.latency.latency_fakes import conv_layer
@@ -32,6 +38,47 @@ def test_session_options_are_pinned() -> None:
     assert opts.inter_op_num_threads == 1
     assert opts.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
     assert opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+
+
+def _conv_model(domain: str, filter_dims: list[int]) -> onnx.ModelProto:
+    weight = helper.make_tensor("w", TensorProto.FLOAT, filter_dims, [0.0] * math.prod(filter_dims))
+    node = helper.make_node("Conv", ["x", "w"], ["y"], domain=domain)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [weight])
+    return helper.make_model(graph)
+
+
+def test_the_nchwc_block_is_read_from_the_rewritten_filter() -> None:
+    assert block_of_optimized(_conv_model(NCHWC_DOMAIN, [16, 16, 1, 1])) == 16
+    assert block_of_optimized(_conv_model(NCHWC_DOMAIN, [8, 16, 1, 1])) == 8
+    assert block_of_optimized(_conv_model("", [1, 16, 1, 1])) is None, "a plain Conv: no NCHWc rewrite"
+
+
+def _cpu_flags() -> set[str]:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or not Path("/proc/cpuinfo").exists(),
+                    reason="MLAS's NCHWc block is known from CPU flags on x86-64 Linux only")
+def test_the_nchwc_block_on_this_host_follows_its_vector_width() -> None:
+    """On x86-64, MLAS runs NCHWc convolutions in blocks of 16 channels with AVX-512F and of 8 otherwise (its
+    platform selection), whichever CPU CI lands on."""
+    expected = 16 if "avx512f" in _cpu_flags() else 8
+    assert nchwc_block() == expected
+    assert channel_multiple(OrtBackend(threads=1)) == expected
+
+
+def test_a_backend_without_a_channel_multiple_gets_the_generic_one() -> None:
+    assert channel_multiple(AnalyticBackend()) == GENERIC_CHANNEL_MULTIPLE == 8
+
+    class Blocked(AnalyticBackend):
+        def channel_multiple(self) -> int:
+            return 32
+
+    assert channel_multiple(Blocked()) == 32
 
 
 def test_symbolic_batch_is_fixed_and_other_symbols_refused() -> None:

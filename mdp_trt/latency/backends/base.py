@@ -14,6 +14,9 @@ from mdp_trt.latency.measurement import Comparison, Measurement
 from mdp_trt.latency.protocol import InterleavedProtocol, MeasureProtocol, Settled, Timer
 
 PRECISIONS = ("fp32", "fp16")
+# Channel counts kernels run fastest on when a backend names none: tensor cores take FP16 channels in
+# multiples of 8, and so do AVX2 CPU kernels.
+GENERIC_CHANNEL_MULTIPLE = 8
 
 
 @runtime_checkable
@@ -23,7 +26,8 @@ class Backend(Protocol):
     `fingerprint` describes the device and settings that change latency; measurements are only
     comparable (and shared in the database) under an equal fingerprint.
 
-    Two optional methods, found by `measure_probe` and `measure_interleaved` below: `measure_probe` (a
+    Three optional methods, found by `channel_multiple`, `measure_probe` and `measure_interleaved` below:
+    `channel_multiple()` (the width multiple its kernels run in), `measure_probe` (a
     probe timed as its layer costs inside a model) and `open_timer(model, *, batch, precision)`, a context
     manager that loads the model and yields a `protocol.Timer` for it, and that must allow two models to be
     loaded at once, so that they can be timed in alternation.
@@ -36,6 +40,13 @@ class Backend(Protocol):
     def measure(
         self, model: onnx.ModelProto, protocol: MeasureProtocol, *, batch: int = 1, precision: str = "fp32"
     ) -> Measurement: ...
+
+
+def channel_multiple(backend: Backend) -> int:
+    """The multiple of channels `backend` runs kernels in, the grid's default alignment: a width between two
+    multiples costs as much as the next one up, so the solver should not be offered it."""
+    own = getattr(backend, "channel_multiple", None)
+    return own() if own is not None else GENERIC_CHANNEL_MULTIPLE
 
 
 def measure_probe(
