@@ -56,8 +56,9 @@ class Comparison:
     `ratio` is candidate / reference, the median of the per-pair ratios `pair_ratios` (pairs are adjacent in
     time, so what the host does to both cancels in each); `ratio_ci` bounds it at 95% (order statistics
     over the pairs, widened to their segments' spread: `protocol.pairs_ci`). `reference` and `candidate`
-    summarise each model's runs over the window; `reference_runs` keeps the reference's runs in time
-    order, from which the absolute decisions take the dense latency's own interval. `scheme` is
+    summarise each model's runs over the window; `reference_runs` and `candidate_runs` keep their runs in time
+    order, from which the absolute decisions take the dense latency's own interval and `protocol.pooled`
+    joins two windows. `scheme` is
     "interleaved" (both models loaded, runs or small blocks alternating), "sequential blocks" (a backend
     that can only time one model at a time: short alternating measurements, each loading its model again)
     or "estimate" (nothing ran: the ratio is exact)."""
@@ -70,6 +71,7 @@ class Comparison:
     reference_runs: tuple[float, ...]
     seconds: float
     scheme: str
+    candidate_runs: tuple[float, ...] = ()
 
     @property
     def pairs(self) -> int:

@@ -166,10 +166,21 @@ class InterleavedProtocol:
         return max(1, round(runs / 4)) if self.switch_over else 0
 
 
-def _comparison(ratios: list[float], ref_runs: list[float], cand_runs: list[float], seconds: float,
+def _comparison(ratios: Sequence[float], ref_runs: Sequence[float], cand_runs: Sequence[float], seconds: float,
                 scheme: str) -> Comparison:
     return Comparison(float(np.median(ratios)), pairs_ci(ratios), summarize(ref_runs, seconds),
-                      summarize(cand_runs, seconds), tuple(ratios), tuple(ref_runs), seconds, scheme)
+                      summarize(cand_runs, seconds), tuple(ratios), tuple(ref_runs), seconds, scheme,
+                      tuple(cand_runs))
+
+
+def pooled(first: Comparison, later: Comparison) -> Comparison:
+    """Two windows of the same two models as one comparison, their pairs in time order: the ratio is the
+    median over both windows' pairs and its interval (`pairs_ci`) cuts them into segments across both, so a
+    host state that held through one window and not the other widens it, as a third window would see."""
+    if first.scheme != later.scheme:
+        raise ValueError(f"cannot pool a {first.scheme} comparison with a {later.scheme} one")
+    return _comparison(first.pair_ratios + later.pair_ratios, first.reference_runs + later.reference_runs,
+                       first.candidate_runs + later.candidate_runs, first.seconds + later.seconds, first.scheme)
 
 
 # Probes: many short measurements, so a tighter time cap; whole models: a longer cap, a 1% target.

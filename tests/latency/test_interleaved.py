@@ -15,7 +15,7 @@ from mdp_trt.latency.backends import get_backend
 from mdp_trt.latency.backends.base import measure_interleaved
 from mdp_trt.latency.measurement import Measurement
 from mdp_trt.latency.probes import ProbeSpec, build_probe
-from mdp_trt.latency.protocol import COMPARE_PROTOCOL, InterleavedProtocol, MeasureProtocol
+from mdp_trt.latency.protocol import COMPARE_PROTOCOL, InterleavedProtocol, MeasureProtocol, pooled
 from tests.latency import fake_tensorrt
 from tests.latency.latency_fakes import conv_layer
 
@@ -233,3 +233,24 @@ def test_onnx_runtime_sessions_timed_in_alternation_stop_spinning_and_lone_ones_
     assert session(_probe(8), stop_spinning=True).get_session_options().get_session_config_entry(entry) == "1"
     with pytest.raises(RuntimeError, match="does not have configuration"):  # ONNX Runtime's default
         session(_probe(8)).get_session_options().get_session_config_entry(entry)
+
+
+def test_two_windows_pooled_are_one_comparison_whose_interval_spans_both_host_states() -> None:
+    """A plan at 0.5x dense in a window where the host slowed the plan's kernels by 4%, and again in one where
+    it did not: each window's interval holds its own host state only; pooled, the ratio lies between the two
+    and its interval holds their average, several times as wide as either window's."""
+    fixed = dataclass_replace(QUICK, max_pairs=48, rel_ci=0.0)
+    quiet_host, slow_host = Host(noise=0.01, seed=1), Host(noise=0.01, seed=2)
+    slow = fixed.run(slow_host.timer(2.0), slow_host.timer(1.04), clock=slow_host.clock)
+    quiet = fixed.run(quiet_host.timer(2.0), quiet_host.timer(1.0), clock=quiet_host.clock)
+    both = pooled(slow, quiet)
+    assert both.pairs == 96 and both.pair_ratios == slow.pair_ratios + quiet.pair_ratios
+    assert both.reference_runs == slow.reference_runs + quiet.reference_runs
+    assert both.candidate.runs == len(slow.candidate_runs) + len(quiet.candidate_runs) > 0
+    assert quiet.ratio_ci[1] < 0.51 < slow.ratio_ci[0], "each window sees only its own host state"
+    assert quiet.ratio < both.ratio < slow.ratio and both.ratio_ci[0] < 0.51 < both.ratio_ci[1]
+    width = both.ratio_ci[1] - both.ratio_ci[0]
+    assert width > 3 * max(window.ratio_ci[1] - window.ratio_ci[0] for window in (slow, quiet))
+    assert both.seconds == pytest.approx(slow.seconds + quiet.seconds)
+    with pytest.raises(ValueError, match="cannot pool"):
+        pooled(slow, dataclass_replace(quiet, scheme="sequential blocks"))
