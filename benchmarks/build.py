@@ -54,6 +54,7 @@ class Case:
     decision: str = "error"
     importance: float = float("nan")
     rounds: int = 0
+    retimed: int = 0  # rounds whose plan was timed in a second window (`closed_loop._retimed`)
     seconds: float = 0.0
     error: str = ""
 
@@ -61,7 +62,8 @@ class Case:
     def of(cls, report: Report, model: str, fraction: float, solver: str, repeat: int, seconds: float) -> Case:
         m = report.measured
         return cls(model, fraction, solver, repeat, m["ratio"], tuple(m["ratio_ci"]), m["target_ratio"],
-                   m["decision"], report.importance_kept, len(report.rounds), seconds)
+                   m["decision"], report.importance_kept, len(report.rounds),
+                   sum(bool(r.get("retimed")) for r in report.rounds), seconds)
 
     @property
     def over_target(self) -> float:
@@ -150,7 +152,8 @@ def describe(case: Case) -> str:
         return f"{head} {case.error}"
     low, high = case.ratio_ci
     return (f"{head} {case.ratio:.3f}x dense [{low:.3f}, {high:.3f}] vs {case.target_ratio:.3f}: {case.decision}; "
-            f"importance {case.importance:.4f}; {case.rounds} round(s), {case.seconds:.1f} s")
+            f"importance {case.importance:.4f}; {case.rounds} round(s) ({case.retimed} timed twice), "
+            f"{case.seconds:.1f} s")
 
 
 def print_table(cases: list[Case], args: argparse.Namespace) -> None:

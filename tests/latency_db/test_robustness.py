@@ -22,6 +22,7 @@ from mdp_trt.cli import main
 from mdp_trt.graph import analyze, load_model
 from mdp_trt.graph.input_shapes import with_input_shapes
 from mdp_trt.latency import GridConfig, MeasureProtocol, calibrate, get_backend, model_opset, profile_tables
+from mdp_trt.latency.backends.base import channel_multiple
 from mdp_trt.latency.protocol import InterleavedProtocol
 from mdp_trt.zoo import build
 
@@ -282,12 +283,14 @@ def test_read_only_commands_and_cached_work_run_on_a_read_only_database(
     assert state(folder) == before
 
 
-def seed_cache(model_path: Path, db: Path, grid: GridConfig) -> None:
-    """What a first `build --threads 1` stores (tables and calibration), measured quickly through the same
-    stages: a calibration at build's own protocol takes seconds even for the toy."""
+def seed_cache(model_path: Path, db: Path, levels: int) -> None:
+    """What a first `build --threads 1 --grid LEVELS` stores (tables and calibration, at the backend's default
+    alignment), measured quickly through the same stages: a calibration at build's own protocol takes seconds
+    even for the toy."""
     model = with_input_shapes(load_model(model_path), {}, 1)
     structure = analyze(model)
     backend = get_backend("ort", threads=1)
+    grid = GridConfig(levels=levels, align=channel_multiple(backend))
     quick = MeasureProtocol(warmup_runs=1, min_runs=3, max_runs=3, max_seconds=0.01)
     with LatencyDB(db) as store:
         tables = profile_tables(structure, backend, store, grid=grid, protocol=quick, opset=model_opset(model)).tables
@@ -297,7 +300,7 @@ def seed_cache(model_path: Path, db: Path, grid: GridConfig) -> None:
 
 def test_a_fully_cached_build_runs_on_a_read_only_database(tmp_path: Path, toy_path: Path, deny_writes, capsys) -> None:
     db = tmp_path / "lat.sqlite"
-    seed_cache(toy_path, db, GridConfig(levels=2, align=8))
+    seed_cache(toy_path, db, levels=2)
     before = db.read_bytes()
     deny_writes(db)
     args = ["build", str(toy_path), "--fps", "0.001", "--grid", "2", "--threads", "1", "--no-plots", "--db", str(db)]
