@@ -46,7 +46,7 @@ class Scripted:
     """A device whose timings are given in advance: the dense model runs at `dense_ms`, and each new plan at
     its fraction of the target. A fraction given as (fraction, spread) varies from block to block by up to
     ±spread (seeded), so its interval has a width; a plain fraction is timed exactly. A list gives one such
-    timing per window the plan is timed in (the last one repeats); `windows` counts each plan's windows."""
+    timing per window the plan is timed in (the last one repeats)."""
 
     name = "scripted"
 
@@ -55,8 +55,7 @@ class Scripted:
         self.dense, self.dense_ms, self.target_ms = dense, dense_ms, target_ms
         self.fractions = list(fractions)
         self.rng = np.random.default_rng(0)
-        self.scripts: dict[int, list[Timing]] = {}
-        self.windows: list[int] = []  # per plan, in the order first timed
+        self.scripts: dict[int, list[Timing]] = {}  # per plan model, its timings for the windows to come
 
     def fingerprint(self, batch: int, precision: str) -> dict[str, Any]:
         return {"backend": self.name, "estimate": False}
@@ -72,9 +71,7 @@ class Scripted:
         if id(model) not in self.scripts:
             entry = self.fractions.pop(0)
             self.scripts[id(model)] = list(entry) if isinstance(entry, list) else [entry]
-            self.windows.append(0)
         script = self.scripts[id(model)]
-        self.windows[list(self.scripts).index(id(model))] += 1
         fraction, spread = _spread(script.pop(0) if len(script) > 1 else script[0])
         ms = fraction * self.target_ms
 
