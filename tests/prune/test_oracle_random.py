@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from mdp_trt.graph import analyze
@@ -16,7 +16,10 @@ from tests.random_graphs import STAGES, cnn_models, stage_kinds
 
 def _prunes_exactly(model: onnx.ModelProto, seed: int) -> None:
     structure = analyze(model)
-    assert structure.layers, "every drawn model has weighted layers"
+    # A model drawn without a stage that holds weights (activations, excitations and splits of the input's
+    # 3 channels, then the head's Gemm to the output) has no layer with a prunable side: nothing to check.
+    # An analysis that found no layers anywhere would discard every example and fail the health check.
+    assume(structure.layers)
     for group in structure.groups:
         assert group.prunable or group.reason
     rng = np.random.default_rng(seed)
