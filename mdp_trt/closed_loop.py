@@ -275,11 +275,12 @@ def closed_loop(model: onnx.ModelProto, structure: Structure, scores: Mapping[st
                 check_runs(pruned)  # a model ONNX Runtime refuses is our bug (exit 4), not a backend error
                 comparison = compare_models(model, pruned, backend, batch=batch, precision=precision,
                                             protocol=protocol, settled=settled)
-                verdicts[key] = judge(comparison, target_ms, speedup)
-                if verdicts[key].met and not verdicts[key].verifiable:
-                    verdicts[key] = _retimed(comparison, model, pruned, backend, target_ms, speedup, batch=batch,
-                                             precision=precision, protocol=protocol, settled=settled)
-                    retimed = True
+                verdict = judge(comparison, target_ms, speedup)
+                retimed = verdict.met and not verdict.verifiable
+                if retimed:
+                    verdict = _retimed(comparison, model, pruned, backend, target_ms, speedup, batch=batch,
+                                       precision=precision, protocol=protocol, settled=settled)
+                verdicts[key] = verdict
             verdict = verdicts[key]
             note["detail"] = f"round {round_index}: {verdict.summary()}" + (" (two windows)" if retimed else "")
         history.append({"round": round_index, "budget_ms": budget, "predicted_ms": solution.latency,
